@@ -1,0 +1,79 @@
+# PhoenixTwin: every target a newcomer or CI needs. `make help` lists them.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Reinstall when pyproject.toml changes; pip's cache keeps the heavy wheels (torch).
+STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml 2>/dev/null | cut -c1-12)
+PYTEST_ARGS ?=
+
+##@ Use
+
+help: ## List targets
+	@awk 'BEGIN{FS=":.*## "} /^##@/{printf "\n%s\n",substr($$0,5)} /^[a-z-]+:.*## /{printf "  %-16s %s\n",$$1,$$2}' $(MAKEFILE_LIST)
+
+run: deps ## Run the platform locally on embedded defaults (Ctrl-C stops it)
+	$(PY) -m scripts.run_local
+
+##@ Develop
+
+deps: $(STAMP) ## Install the Python dependencies into .venv
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip==25.3
+	$(PY) -m pip install -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+system-deps: ## Install the system packages the tests use (bubblewrap, util-linux, openssl)
+	bash scripts/install-system-deps.sh
+
+protos: deps ## Regenerate the gRPC stubs from protos/
+	PYTHON=$(PY) bash scripts/gen-protos.sh
+
+lint: deps ## ruff, ruff format, mypy --strict, import contracts
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+fmt: deps ## Apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: system-deps deps lint ## Everything CI runs: lint, unit, integration and e2e tests
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: deps ## Tests that need no control plane
+	$(PY) -m pytest -m 'not e2e' $(PYTEST_ARGS)
+
+test-e2e: deps ## Tests on a real control plane (started unless KUBECONFIG points at a cluster)
+	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
+
+bench: deps ## Benchmarks, side by side, as ratios (bench/)
+	$(PY) -m bench
+
+##@ Clusters
+
+control-plane: deps ## Build (or find cached) etcd, kube-apiserver, KCM, scheduler, kubectl, kwok
+	$(PY) -m tests.e2e.localcluster build
+
+cluster-up: deps ## Start the real control plane on 127.0.0.1; kubeconfig at .cluster/kubeconfig
+	$(PY) -m tests.e2e.localcluster up
+
+cluster-down: deps ## Stop the control plane started by cluster-up; leaves no process behind
+	$(PY) -m tests.e2e.localcluster down
+
+kind-up: ## Create a kind cluster (needs Docker; not run in CI here)
+	kind create cluster --name phoenixtwin --config scripts/kind-config.yaml
+	kubectl --context kind-phoenixtwin apply --server-side -f crds/
+
+kind-down: ## Delete the kind cluster
+	kind delete cluster --name phoenixtwin
+
+clean: ## Remove the venv and local state (keeps the control-plane cache)
+	-$(MAKE) cluster-down
+	rm -rf $(VENV) .cluster .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: help run deps system-deps protos lint fmt test test-unit test-e2e bench control-plane cluster-up cluster-down kind-up kind-down clean

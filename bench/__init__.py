@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` runs every bench/<area>.py side by side and prints ratios."""

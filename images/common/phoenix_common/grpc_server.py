@@ -1,0 +1,111 @@
+"""What every PhoenixTwin gRPC server shares: health, reflection, error mapping, shutdown.
+
+A servicer only translates proto in, domain call, proto out; domain errors
+(``phoenix_common.errors``) become status codes here, in one place, and an
+unexpected exception becomes a generic INTERNAL while its traceback goes to the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from phoenix_common.errors import PhoenixError
+
+logger = logging.getLogger(__name__)
+
+
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+    """Aborts with the status code of a ``PhoenixError``; hides anything else behind INTERNAL."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        inner = handler.unary_unary
+        method = handler_call_details.method
+
+        async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                return await inner(request, context)
+            except PhoenixError as err:
+                await context.abort(err.grpc_status, str(err))
+            except (grpc.aio.AbortError, asyncio.CancelledError):
+                raise
+            except Exception:
+                logger.exception("unhandled error in rpc", extra={"method": method})
+                await context.abort(grpc.StatusCode.INTERNAL, "internal server error")
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary_unary,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def add_standard_services(
+    server: grpc.aio.Server, service_names: Sequence[str]
+) -> health.aio.HealthServicer:
+    """Serve grpc.health.v1 and server reflection beside the component's own services.
+
+    Every named service starts NOT_SERVING; the component flips it to SERVING
+    once its dependencies are ready.
+    """
+    checker = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(checker, server)
+    reflection.enable_server_reflection(
+        [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
+    return checker
+
+
+async def set_serving(
+    checker: health.aio.HealthServicer, service_names: Sequence[str], serving: bool
+) -> None:
+    """Report every named service, and the server as a whole (""), as (NOT_)SERVING."""
+    status = (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    for name in ("", *service_names):
+        await checker.set(name, status)
+
+
+def new_server(*, interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> grpc.aio.Server:
+    """A grpc.aio server with the error-mapping interceptor installed first."""
+    return grpc.aio.server(
+        interceptors=[ErrorMappingInterceptor(), *interceptors],
+        options=[
+            ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+
+
+async def serve_until_signalled(
+    server: grpc.aio.Server,
+    checker: health.aio.HealthServicer,
+    *,
+    grace_seconds: float = 5.0,
+) -> None:
+    """Run until SIGTERM/SIGINT, then report NOT_SERVING and stop with a grace period."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    logger.info("shutting down", extra={"grace_seconds": grace_seconds})
+    await checker.enter_graceful_shutdown()
+    await server.stop(grace_seconds)

@@ -1,0 +1,56 @@
+"""The base of every component's settings class.
+
+Each component has exactly one settings class (pydantic-settings), built once
+at startup and passed down. Fields keep the original system's variable names
+through ``validation_alias`` so an existing ``.env`` works unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+LogFormat = Literal["json", "text"]
+
+
+class CommonSettings(BaseSettings):
+    """Settings every process reads: logging, tracing and the metrics port."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    log_level: LogLevel = Field(
+        "info",
+        validation_alias=AliasChoices("LOG_LEVEL", "PHOENIX_LOG_LEVEL"),
+        description="Minimum level of log lines written to stderr.",
+    )
+    log_format: LogFormat = Field(
+        "json",
+        validation_alias="PHOENIX_LOG_FORMAT",
+        description="json for machines (the default), text for a terminal.",
+    )
+    otlp_endpoint: str | None = Field(
+        None,
+        validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "PHOENIX_OTLP_ENDPOINT"),
+        description="OTLP/gRPC collector for traces; unset means no exporter.",
+    )
+    service_name: str | None = Field(
+        None,
+        validation_alias="OTEL_SERVICE_NAME",
+        description="Overrides the component's service.name resource attribute.",
+    )
+
+    def __init__(self, **values: object) -> None:
+        # Lower-case log levels as the original did (LOG_LEVEL=INFO works too).
+        level = values.get("log_level")
+        if isinstance(level, str):
+            values["log_level"] = level.lower()
+        super().__init__(**values)

@@ -1,0 +1,43 @@
+"""OpenTelemetry tracing setup shared by every component.
+
+A component calls ``configure_tracing`` once at startup. With an OTLP endpoint
+configured, spans are exported over OTLP/gRPC; tests may pass their own span
+processor (an in-memory exporter) instead. W3C trace context is the propagator,
+so a trace started at the gateway continues through the orchestrator into the
+memory and tools services.
+"""
+
+from __future__ import annotations
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from phoenix_common import __version__
+from phoenix_common.settings import CommonSettings
+
+
+def configure_tracing(
+    settings: CommonSettings,
+    component: str,
+    *,
+    extra_processor: SpanProcessor | None = None,
+) -> TracerProvider:
+    """Create and install the process's TracerProvider."""
+    resource = Resource.create(
+        {
+            SERVICE_NAME: settings.service_name or f"phoenix-{component}",
+            SERVICE_VERSION: __version__,
+        }
+    )
+    provider = TracerProvider(resource=resource)
+    if settings.otlp_endpoint:
+        # Imported lazily: the exporter pulls in a gRPC client most test runs never need.
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(settings.otlp_endpoint)))
+    if extra_processor is not None:
+        provider.add_span_processor(extra_processor)
+    trace.set_tracer_provider(provider)
+    return provider
