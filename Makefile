@@ -43,13 +43,13 @@ fmt: deps ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff format .
 
 test: system-deps deps lint ## Everything CI runs: lint, unit, integration and e2e tests
-	$(PY) -m pytest $(PYTEST_ARGS)
+	PY=$(PY) bash scripts/pytest.sh $(PYTEST_ARGS)
 
 test-unit: deps ## Tests that need no control plane
-	$(PY) -m pytest -m 'not e2e' $(PYTEST_ARGS)
+	PY=$(PY) ALLOW_EMPTY=1 bash scripts/pytest.sh -m 'not e2e' $(PYTEST_ARGS)
 
 test-e2e: deps ## Tests on a real control plane (started unless KUBECONFIG points at a cluster)
-	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
+	PY=$(PY) ALLOW_EMPTY=1 bash scripts/pytest.sh -m e2e $(PYTEST_ARGS)
 
 bench: deps ## Benchmarks, side by side, as ratios (bench/)
 	$(PY) -m bench

@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         figures.extend(area_figures)
         print(f"{area:<12} ({time.monotonic() - started:.0f}s)", file=sys.stderr)
     if args.json:
-        args.json.write_text(json.dumps([f.__dict__ | {"ratio": f.ratio} for f in figures], indent=2))
+        args.json.write_text(
+            json.dumps([f.__dict__ | {"ratio": f.ratio} for f in figures], indent=2)
+        )
     return 1 if failed else 0
 
 

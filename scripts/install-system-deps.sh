@@ -8,6 +8,7 @@ command -v prlimit >/dev/null || need+=(util-linux)
 command -v setpriv >/dev/null || need+=(util-linux)
 command -v openssl >/dev/null || need+=(openssl)
 command -v lua5.4  >/dev/null || need+=(lua5.4)
+command -v chromium >/dev/null || need+=(chromium)
 [[ ${#need[@]} -eq 0 ]] && exit 0
 sudo=""
 [[ $(id -u) -eq 0 ]] || sudo="sudo"

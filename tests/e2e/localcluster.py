@@ -1,4 +1,4 @@
-"""A real Kubernetes control plane on 127.0.0.1, built from Go modules, for tests and `make cluster-up`.
+"""A real Kubernetes control plane on 127.0.0.1, built from Go modules, for tests and cluster-up.
 
 etcd, kube-apiserver, kube-controller-manager and kube-scheduler are the real
 binaries (scripts/build-control-plane.sh); kwok stands in for kubelets, so Pods
@@ -120,9 +120,15 @@ def _cert(
     if ca:
         builder = builder.add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True,
-                content_commitment=False, key_encipherment=False, data_encipherment=False,
-                key_agreement=False, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -148,7 +154,10 @@ def write_pki(pki: Path) -> None:
     ca = _cert(ca_name, ca_key, ca_name, ca_key, ca=True)
     srv = _cert(
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]),
-        srv_key, ca_name, ca_key, server=True,
+        srv_key,
+        ca_name,
+        ca_key,
+        server=True,
     )
     # CN is the user and O the group, as kube-apiserver reads client certificates.
     admin = _cert(
@@ -158,9 +167,15 @@ def write_pki(pki: Path) -> None:
                 x509.NameAttribute(NameOID.COMMON_NAME, "admin"),
             ]
         ),
-        admin_key, ca_name, ca_key,
+        admin_key,
+        ca_name,
+        ca_key,
     )
-    for name, cert, key in (("ca", ca, ca_key), ("apiserver", srv, srv_key), ("admin", admin, admin_key)):
+    for name, cert, key in (
+        ("ca", ca, ca_key),
+        ("apiserver", srv, srv_key),
+        ("admin", admin, admin_key),
+    ):
         (pki / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         _write_key(pki / f"{name}.key", key)
     _write_key(pki / "sa.key", sa_key)
@@ -177,13 +192,19 @@ def kubeconfig_text(server: str, pki: Path) -> str:
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [
-                {"name": "phoenix-local",
-                 "cluster": {"server": server, "certificate-authority": str(pki / "ca.crt")}}
+                {
+                    "name": "phoenix-local",
+                    "cluster": {"server": server, "certificate-authority": str(pki / "ca.crt")},
+                }
             ],
             "users": [
-                {"name": "admin",
-                 "user": {"client-certificate": str(pki / "admin.crt"),
-                          "client-key": str(pki / "admin.key")}}
+                {
+                    "name": "admin",
+                    "user": {
+                        "client-certificate": str(pki / "admin.crt"),
+                        "client-key": str(pki / "admin.key"),
+                    },
+                }
             ],
             "contexts": [
                 {"name": "phoenix-local", "context": {"cluster": "phoenix-local", "user": "admin"}}
@@ -208,13 +229,21 @@ def _spawn(name: str, argv: list[str], logdir: Path) -> subprocess.Popen[bytes]:
     # Own session: `down` kills the whole group and a Ctrl-C in the terminal
     # that ran `make cluster-up` does not reach it.
     return subprocess.Popen(
-        argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True, close_fds=True,
+        argv,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        close_fds=True,
     )
 
 
 def _wait(
-    what: str, check: object, timeout: float, procs: dict[str, subprocess.Popen[bytes]], logdir: Path
+    what: str,
+    check: object,
+    timeout: float,
+    procs: dict[str, subprocess.Popen[bytes]],
+    logdir: Path,
 ) -> None:
     assert callable(check)
     deadline = time.monotonic() + timeout
@@ -232,20 +261,29 @@ def _wait(
     raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}; logs in {logdir}")
 
 
+def _port_open(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+
+
 def _https_ok(url: str, pki: Path | None) -> bool:
     if pki is None:
-        ctx = ssl._create_unverified_context()  # noqa: S323 - self-signed component certs
+        ctx = ssl._create_unverified_context()
     else:
         ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
         ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
-    with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:  # noqa: S310
+    with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:
         return bool(resp.status == 200)
 
 
 def _kubectl(bindir: Path, kubeconfig: Path, *args: str, stdin: str | None = None) -> str:
     result = subprocess.run(
         [str(bindir / "kubectl"), f"--kubeconfig={kubeconfig}", *args],
-        input=stdin, capture_output=True, text=True, check=False, timeout=60,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
     )
     if result.returncode != 0:
         raise ClusterError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
@@ -272,7 +310,9 @@ FAKE_NODE = {
 }
 
 
-def start(workdir: Path = DEFAULT_DIR, bindir: Path | None = None, timeout: float = 120) -> ClusterState:
+def start(
+    workdir: Path = DEFAULT_DIR, bindir: Path | None = None, timeout: float = 120
+) -> ClusterState:
     """Start the control plane in ``workdir`` and return once a Node is Ready and SAs exist."""
     existing = ClusterState.load(workdir)
     if existing and any(_alive(pid) for pid in existing.pids.values()):
@@ -294,49 +334,76 @@ def start(workdir: Path = DEFAULT_DIR, bindir: Path | None = None, timeout: floa
     bin_ = {name: str(bindir / name) for name in COMPONENTS}
     argv = {
         "etcd": [
-            bin_["etcd"], "--name=node0", f"--data-dir={workdir / 'etcd'}",
+            bin_["etcd"],
+            "--name=node0",
+            f"--data-dir={workdir / 'etcd'}",
             f"--listen-client-urls=http://127.0.0.1:{ep}",
             f"--advertise-client-urls=http://127.0.0.1:{ep}",
             f"--listen-peer-urls=http://127.0.0.1:{pp}",
             f"--initial-advertise-peer-urls=http://127.0.0.1:{pp}",
-            f"--initial-cluster=node0=http://127.0.0.1:{pp}", "--initial-cluster-state=new",
-            "--unsafe-no-fsync=true", "--auto-compaction-retention=1", "--log-level=warn",
-            "--listen-metrics-urls=", "--quota-backend-bytes=4294967296",
+            f"--initial-cluster=node0=http://127.0.0.1:{pp}",
+            "--initial-cluster-state=new",
+            "--unsafe-no-fsync=true",
+            "--auto-compaction-retention=1",
+            "--log-level=warn",
+            "--listen-metrics-urls=",
+            "--quota-backend-bytes=4294967296",
         ],
         "kube-apiserver": [
-            bin_["kube-apiserver"], f"--etcd-servers=http://127.0.0.1:{ep}",
-            "--bind-address=127.0.0.1", f"--secure-port={ap}",
+            bin_["kube-apiserver"],
+            f"--etcd-servers=http://127.0.0.1:{ep}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={ap}",
             # Loopback is not a valid Endpoints address; with no reconciler the
             # `kubernetes` Service simply has no endpoints (nothing in-cluster dials it).
-            "--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none",
+            "--advertise-address=127.0.0.1",
+            "--endpoint-reconciler-type=none",
             f"--tls-cert-file={pki / 'apiserver.crt'}",
             f"--tls-private-key-file={pki / 'apiserver.key'}",
             f"--client-ca-file={pki / 'ca.crt'}",
             f"--service-account-issuer={server}",
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
-            "--service-cluster-ip-range=10.96.0.0/16", "--authorization-mode=Node,RBAC",
-            "--allow-privileged=true", f"--cert-dir={workdir / 'apiserver-certs'}", "--v=1",
+            "--service-cluster-ip-range=10.96.0.0/16",
+            "--authorization-mode=Node,RBAC",
+            "--allow-privileged=true",
+            f"--cert-dir={workdir / 'apiserver-certs'}",
+            "--v=1",
         ],
         "kube-controller-manager": [
-            bin_["kube-controller-manager"], f"--kubeconfig={kc}",
-            f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
-            "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={kcmp}",
+            bin_["kube-controller-manager"],
+            f"--kubeconfig={kc}",
+            f"--authentication-kubeconfig={kc}",
+            f"--authorization-kubeconfig={kc}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={kcmp}",
             "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
             f"--root-ca-file={pki / 'ca.crt'}",
             f"--service-account-private-key-file={pki / 'sa.key'}",
-            "--use-service-account-credentials=false", "--controllers=*",
-            "--cluster-cidr=10.244.0.0/16", "--v=1",
+            "--use-service-account-credentials=false",
+            "--controllers=*",
+            "--cluster-cidr=10.244.0.0/16",
+            "--v=1",
         ],
         "kube-scheduler": [
-            bin_["kube-scheduler"], f"--kubeconfig={kc}",
-            f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
-            "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={sp}",
-            "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics", "--v=1",
+            bin_["kube-scheduler"],
+            f"--kubeconfig={kc}",
+            f"--authentication-kubeconfig={kc}",
+            f"--authorization-kubeconfig={kc}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={sp}",
+            "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
+            "--v=1",
         ],
         "kwok": [
-            bin_["kwok"], f"--kubeconfig={kc}", "--manage-all-nodes=true",
-            "--cidr=10.244.0.0/16", "--node-ip=10.243.0.1", "--node-lease-duration-seconds=40",
+            bin_["kwok"],
+            f"--kubeconfig={kc}",
+            "--manage-all-nodes=true",
+            "--cidr=10.244.0.0/16",
+            "--node-ip=10.243.0.1",
+            "--node-lease-duration-seconds=40",
             f"--config={workdir / 'kwok.yaml'}",
         ],
     }
@@ -353,29 +420,63 @@ def start(workdir: Path = DEFAULT_DIR, bindir: Path | None = None, timeout: floa
 
     try:
         launch("etcd")
-        _wait("etcd", lambda: socket.create_connection(("127.0.0.1", ep), 1).close() or True,
-              timeout, procs, logdir)
+        _wait(
+            "etcd",
+            lambda: _port_open(ep),
+            timeout,
+            procs,
+            logdir,
+        )
         launch("kube-apiserver")
-        _wait("kube-apiserver /readyz", lambda: _https_ok(f"{server}/readyz", pki),
-              timeout, procs, logdir)
+        _wait(
+            "kube-apiserver /readyz",
+            lambda: _https_ok(f"{server}/readyz", pki),
+            timeout,
+            procs,
+            logdir,
+        )
         launch("kube-controller-manager")
         launch("kube-scheduler")
-        _wait("kube-controller-manager /healthz",
-              lambda: _https_ok(f"https://127.0.0.1:{kcmp}/healthz", None), timeout, procs, logdir)
-        _wait("kube-scheduler /healthz",
-              lambda: _https_ok(f"https://127.0.0.1:{sp}/healthz", None), timeout, procs, logdir)
+        _wait(
+            "kube-controller-manager /healthz",
+            lambda: _https_ok(f"https://127.0.0.1:{kcmp}/healthz", None),
+            timeout,
+            procs,
+            logdir,
+        )
+        _wait(
+            "kube-scheduler /healthz",
+            lambda: _https_ok(f"https://127.0.0.1:{sp}/healthz", None),
+            timeout,
+            procs,
+            logdir,
+        )
         launch("kwok")
         _kubectl(bindir, kubeconfig, "apply", "-f", "-", stdin=json.dumps(FAKE_NODE))
         _wait(
             "the kwok Node to become Ready",
-            lambda: _kubectl(bindir, kubeconfig, "get", "node", NODE_NAME, "-o",
-                             "jsonpath={.status.conditions[?(@.type=='Ready')].status}") == "True",
-            timeout, procs, logdir,
+            lambda: (
+                _kubectl(
+                    bindir,
+                    kubeconfig,
+                    "get",
+                    "node",
+                    NODE_NAME,
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+                )
+                == "True"
+            ),
+            timeout,
+            procs,
+            logdir,
         )
         _wait(
             "ServiceAccount default/default (created by kube-controller-manager)",
             lambda: bool(_kubectl(bindir, kubeconfig, "get", "sa", "default", "-o", "name")),
-            timeout, procs, logdir,
+            timeout,
+            procs,
+            logdir,
         )
     except BaseException:
         stop(workdir)
@@ -445,11 +546,11 @@ def main(argv: list[str] | None = None) -> int:
         killed = stop(args.dir)
         print("control plane stopped" + (f" (SIGKILL: {', '.join(killed)})" if killed else ""))
         return 0
-    state = ClusterState.load(args.dir)
-    if state is None:
+    current = ClusterState.load(args.dir)
+    if current is None:
         print("no cluster state")
         return 1
-    for name, pid in state.pids.items():
+    for name, pid in current.pids.items():
         print(f"{name:26} pid {pid:<8} {'running' if _alive(pid) else 'gone'}")
     return 0
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer as AsyncHealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from phoenix_common.errors import PhoenixError
@@ -22,7 +23,7 @@ from phoenix_common.errors import PhoenixError
 logger = logging.getLogger(__name__)
 
 
-class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Aborts with the status code of a ``PhoenixError``; hides anything else behind INTERNAL."""
 
     async def intercept_service(
@@ -56,13 +57,13 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
 
 def add_standard_services(
     server: grpc.aio.Server, service_names: Sequence[str]
-) -> health.aio.HealthServicer:
+) -> AsyncHealthServicer:
     """Serve grpc.health.v1 and server reflection beside the component's own services.
 
     Every named service starts NOT_SERVING; the component flips it to SERVING
     once its dependencies are ready.
     """
-    checker = health.aio.HealthServicer()
+    checker = AsyncHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(checker, server)
     reflection.enable_server_reflection(
         [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
@@ -71,7 +72,7 @@ def add_standard_services(
 
 
 async def set_serving(
-    checker: health.aio.HealthServicer, service_names: Sequence[str], serving: bool
+    checker: AsyncHealthServicer, service_names: Sequence[str], serving: bool
 ) -> None:
     """Report every named service, and the server as a whole (""), as (NOT_)SERVING."""
     status = (
@@ -96,7 +97,7 @@ def new_server(*, interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> gr
 
 async def serve_until_signalled(
     server: grpc.aio.Server,
-    checker: health.aio.HealthServicer,
+    checker: AsyncHealthServicer,
     *,
     grace_seconds: float = 5.0,
 ) -> None:

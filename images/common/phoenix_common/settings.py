@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
@@ -48,9 +48,8 @@ class CommonSettings(BaseSettings):
         description="Overrides the component's service.name resource attribute.",
     )
 
-    def __init__(self, **values: object) -> None:
-        # Lower-case log levels as the original did (LOG_LEVEL=INFO works too).
-        level = values.get("log_level")
-        if isinstance(level, str):
-            values["log_level"] = level.lower()
-        super().__init__(**values)
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_case_level(cls, value: object) -> object:
+        # The original lower-cased LOG_LEVEL, so LOG_LEVEL=INFO must keep working.
+        return value.lower() if isinstance(value, str) else value

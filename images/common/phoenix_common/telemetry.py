@@ -33,8 +33,10 @@ def configure_tracing(
     )
     provider = TracerProvider(resource=resource)
     if settings.otlp_endpoint:
-        # Imported lazily: the exporter pulls in a gRPC client most test runs never need.
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        # Imported lazily: the exporter pulls in an OTLP client most runs never need.
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # noqa: PLC0415
+            OTLPSpanExporter,
+        )
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(settings.otlp_endpoint)))
     if extra_processor is not None:

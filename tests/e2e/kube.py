@@ -1,0 +1,56 @@
+"""Helpers e2e tests use to drive a cluster: kubectl with the right kubeconfig, and polling."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class KubeCluster:
+    """A cluster the tests may use: its kubeconfig and the kubectl to drive it with."""
+
+    kubeconfig: str
+    kubectl_path: str
+    local: bool
+
+    def kubectl(
+        self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [self.kubectl_path, f"--kubeconfig={self.kubeconfig}", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} exited {result.returncode}: {result.stderr.strip()}"
+            )
+        return result
+
+    def get(self, *args: str) -> Any:
+        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+
+    def apply(self, *objects: dict[str, Any], server_side: bool = True) -> None:
+        body = json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)})
+        flags = ["--server-side", "--force-conflicts"] if server_side else []
+        self.kubectl("apply", *flags, "-f", "-", stdin=body)
+
+
+def wait_for(
+    check: Callable[[], bool], *, what: str, timeout: float = 60, interval: float = 0.25
+) -> None:
+    """Poll ``check`` until it is true, failing the test with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
