@@ -11,7 +11,9 @@ from pathlib import Path
 
 from bench.report import Figure
 
-AREAS = ("memory", "tools", "chat", "operator")
+# area name -> module under bench/, where they differ
+MODULES = {"cluster": "control_plane"}
+AREAS = ("cluster", "memory", "tools", "chat", "operator")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,13 +24,14 @@ def main(argv: list[str] | None = None) -> int:
     figures: list[Figure] = []
     failed: list[str] = []
     for area in args.areas:
-        module_path = Path(__file__).with_name(f"{area}.py")
+        module_name = MODULES.get(area, area)
+        module_path = Path(__file__).with_name(f"{module_name}.py")
         if not module_path.exists():
             print(f"{area:<12} (no benchmark in this checkout)", file=sys.stderr)
             continue
         started = time.monotonic()
         try:
-            module = importlib.import_module(f"bench.{area}")
+            module = importlib.import_module(f"bench.{module_name}")
             area_figures: list[Figure] = module.run()
         except Exception as err:  # one broken area must not hide the others' figures
             failed.append(area)

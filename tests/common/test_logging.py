@@ -11,8 +11,11 @@ from phoenix_common.logging import configure
 from phoenix_common.settings import CommonSettings
 
 
-def test_log_lines_are_json_with_extra_fields(capsys: pytest.CaptureFixture[str]) -> None:
-    configure(CommonSettings(LOG_LEVEL="INFO"), "tools")
+def test_log_lines_are_json_with_extra_fields(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOG_LEVEL", "INFO")
+    configure(CommonSettings(), "tools")
     logging.getLogger("phoenix_tools.audit").info(
         "tool executed", extra={"twin": "twin-aegis", "exit_code": 0}
     )
@@ -25,10 +28,14 @@ def test_log_lines_are_json_with_extra_fields(capsys: pytest.CaptureFixture[str]
     assert entry["exit_code"] == 0
 
 
-def test_the_original_upper_case_log_level_is_accepted() -> None:
-    assert CommonSettings(LOG_LEVEL="WARNING").log_level == "warning"
+def test_the_original_upper_case_log_level_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOG_LEVEL", "WARNING")
+    assert CommonSettings().log_level == "warning"
 
 
-def test_an_unknown_log_level_is_refused_with_the_variable_named() -> None:
-    with pytest.raises(ValueError, match=r"log_level|LOG_LEVEL"):
-        CommonSettings(LOG_LEVEL="chatty")
+def test_an_unknown_log_level_is_refused_with_the_variable_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LOG_LEVEL", "chatty")
+    with pytest.raises(ValueError, match=r"LOG_LEVEL"):
+        CommonSettings()

@@ -266,12 +266,16 @@ def _port_open(port: int) -> bool:
         return True
 
 
+def client_ssl(pki: Path) -> ssl.SSLContext:
+    """TLS context of the admin user: trusts the cluster CA, presents the admin client cert."""
+    ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+    return ctx
+
+
 def _https_ok(url: str, pki: Path | None) -> bool:
-    if pki is None:
-        ctx = ssl._create_unverified_context()
-    else:
-        ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
-        ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+    # KCM and the scheduler serve self-signed certs of their own: only liveness is checked there.
+    ctx = ssl._create_unverified_context() if pki is None else client_ssl(pki)
     with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:
         return bool(resp.status == 200)
 
