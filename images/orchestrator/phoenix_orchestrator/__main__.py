@@ -1,0 +1,71 @@
+"""``phoenix-orchestrator``: read settings, set up logging and tracing, serve HTTP.
+
+A configuration error (a bad ``ORCHESTRATOR_HTTP_PORT``, an LLM provider with
+no API key, ...) prints which variable is wrong and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import uvicorn
+from pydantic import ValidationError
+
+from phoenix_common import logging as phoenix_logging
+from phoenix_common.telemetry import configure_tracing
+from phoenix_orchestrator.app import create_app
+from phoenix_orchestrator.settings import OrchestratorSettings
+
+USAGE = """usage: phoenix-orchestrator
+
+Serves POST /chat, the /v1/approvals API, GET /health and GET /metrics.
+Configured by environment variables (see docs/orchestrator.md), e.g.
+ORCHESTRATOR_HTTP_PORT (8182), MEMORY_GRPC_ADDR, TOOLS_GRPC_ADDR, LLM_PROVIDER
+(mock|deterministic|openrouter|openai), OPENROUTER_API_KEY, OPENROUTER_MODEL,
+OPENROUTER_URL, APPROVAL_TTL_SECONDS (600), ORCHESTRATOR_STATE_DIR.
+"""
+
+
+def config_error_message(err: ValidationError) -> str:
+    """One line per invalid variable, naming it, without echoing secret values."""
+    lines = ["phoenix-orchestrator: invalid configuration:"]
+    for error in err.errors(include_input=False, include_url=False):
+        where = ".".join(str(part) for part in error["loc"]) or "settings"
+        lines.append(f"  {where}: {error['msg']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if any(arg in ("-h", "--help") for arg in args):
+        sys.stdout.write(USAGE)
+        return 0
+    try:
+        settings = OrchestratorSettings()
+    except ValidationError as err:
+        sys.stderr.write(config_error_message(err) + "\n")
+        return 2
+    try:
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        sys.stderr.write(
+            f"phoenix-orchestrator: cannot use ORCHESTRATOR_STATE_DIR={settings.state_dir}: "
+            f"{err.strerror}; mount a writable volume there\n"
+        )
+        return 2
+    phoenix_logging.configure(settings, "orchestrator")
+    configure_tracing(settings, "orchestrator")
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

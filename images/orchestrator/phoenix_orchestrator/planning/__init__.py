@@ -1,0 +1,26 @@
+"""Planning: a chat message -> one ``LLMAction``.
+
+``deterministic`` holds the pure rules (and the built-in date reply), ``llm``
+asks an OpenAI-compatible chat-completions API, and ``planner`` chooses
+between them and falls back visibly when the LLM fails.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from phoenix_orchestrator.actions import ActionMemory, ActionResponse, ActionTool
+
+Action = ActionMemory | ActionTool | ActionResponse
+PlannerName = Literal["builtin", "deterministic", "llm", "deterministic-fallback"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A decision, the planner's raw output it came from, and who made it."""
+
+    action: Action
+    raw_decision: str
+    planner: PlannerName
+    planner_error: str | None = None

@@ -1,0 +1,1 @@
+"""HTTP routers, one per concern; each translates HTTP to a ``ChatService`` call."""

@@ -1,0 +1,133 @@
+"""OrchestratorSettings: every environment variable the orchestrator reads.
+
+Names follow the original system (``ORCHESTRATOR_HTTP_PORT``, ``MEMORY_GRPC_ADDR``,
+``LLM_PROVIDER``, ``OPENROUTER_*``); the rest are new and documented in
+docs/orchestrator.md. Built once in ``__main__`` and passed down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+
+from phoenix_common.settings import CommonSettings
+
+ProviderName = Literal["mock", "deterministic", "openrouter", "openai"]
+ResponseFormatMode = Literal["auto", "json_schema", "json_object"]
+
+DETERMINISTIC_PROVIDERS = frozenset({"mock", "deterministic"})
+
+
+def grpc_target(address: str) -> str:
+    """``http://host:port`` (the original's form) -> ``host:port`` for a gRPC channel."""
+    parts = urlsplit(address if "://" in address else f"http://{address}")
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.port is None:
+        raise ValueError(f"expected http://host:port or https://host:port, got {address!r}")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{host}:{parts.port}"
+
+
+class OrchestratorSettings(CommonSettings):
+    """The orchestrator's configuration; invalid values stop startup with a clear message."""
+
+    http_host: str = Field("0.0.0.0", validation_alias="ORCHESTRATOR_HTTP_HOST")  # noqa: S104
+    http_port: int = Field(8182, ge=1, le=65535, validation_alias="ORCHESTRATOR_HTTP_PORT")
+
+    memory_grpc_addr: str = Field("http://127.0.0.1:50052", validation_alias="MEMORY_GRPC_ADDR")
+    tools_grpc_addr: str = Field("http://127.0.0.1:50054", validation_alias="TOOLS_GRPC_ADDR")
+    memory_rpc_timeout_seconds: float = Field(
+        5.0, gt=0, le=300, validation_alias="MEMORY_RPC_TIMEOUT_SECONDS"
+    )
+    # The tools service kills a command after TOOLS_EXEC_TIMEOUT_MS (10 s by
+    # default); the deadline leaves it a margin to report that timeout itself.
+    tools_rpc_timeout_seconds: float = Field(
+        15.0, gt=0, le=3600, validation_alias="TOOLS_RPC_TIMEOUT_SECONDS"
+    )
+    memory_top_k: int = Field(10, ge=1, le=100, validation_alias="MEMORY_TOP_K")
+
+    llm_provider: ProviderName = Field("mock", validation_alias="LLM_PROVIDER")
+    openrouter_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("OPENROUTER_API_KEY", "LLM_API_KEY")
+    )
+    openrouter_model: str = Field(
+        "google/gemini-2.0-flash-exp",
+        min_length=1,
+        validation_alias=AliasChoices("OPENROUTER_MODEL", "OPENROUTER_MODEL_NAME"),
+    )
+    openrouter_url: str = Field(
+        "https://openrouter.ai/api/v1/chat/completions", validation_alias="OPENROUTER_URL"
+    )
+    llm_timeout_seconds: float = Field(60.0, gt=0, le=600, validation_alias="LLM_TIMEOUT_SECONDS")
+    llm_max_attempts: int = Field(3, ge=1, le=10, validation_alias="LLM_MAX_ATTEMPTS")
+    llm_retry_backoff_seconds: float = Field(
+        0.5, ge=0, le=30, validation_alias="LLM_RETRY_BACKOFF_SECONDS"
+    )
+    llm_temperature: float = Field(0.1, ge=0, le=2, validation_alias="LLM_TEMPERATURE")
+    llm_response_format: ResponseFormatMode = Field("auto", validation_alias="LLM_RESPONSE_FORMAT")
+    llm_fallback_to_deterministic: bool = Field(
+        True, validation_alias="LLM_FALLBACK_TO_DETERMINISTIC"
+    )
+    llm_http_referer: str | None = Field(None, validation_alias="LLM_HTTP_REFERER")
+    llm_app_title: str = Field("PhoenixTwin", validation_alias="LLM_APP_TITLE")
+    system_prompt_file: Path | None = Field(None, validation_alias="SYSTEM_PROMPT_FILE")
+
+    approval_ttl_seconds: int = Field(
+        600, ge=1, le=7 * 24 * 3600, validation_alias="APPROVAL_TTL_SECONDS"
+    )
+    approval_retention_days: int = Field(
+        30, ge=0, le=3650, validation_alias="APPROVAL_RETENTION_DAYS"
+    )
+    state_dir: Path = Field(
+        Path(".phoenix/orchestrator"), validation_alias="ORCHESTRATOR_STATE_DIR"
+    )
+
+    @field_validator("llm_provider", "llm_response_format", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("memory_grpc_addr", "tools_grpc_addr")
+    @classmethod
+    def _valid_grpc_address(cls, value: str) -> str:
+        grpc_target(value)
+        return value
+
+    @field_validator("openrouter_url")
+    @classmethod
+    def _valid_http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"expected an http(s) URL of a chat-completions endpoint, got {value!r}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _llm_needs_a_key(self) -> OrchestratorSettings:
+        if self.uses_llm and (
+            self.openrouter_api_key is None or not self.openrouter_api_key.get_secret_value()
+        ):
+            raise ValueError(
+                f"LLM_PROVIDER={self.llm_provider} needs an API key: set OPENROUTER_API_KEY "
+                "(or LLM_API_KEY), or set LLM_PROVIDER=mock for the deterministic planner"
+            )
+        return self
+
+    @property
+    def uses_llm(self) -> bool:
+        return self.llm_provider not in DETERMINISTIC_PROVIDERS
+
+    @property
+    def memory_target(self) -> str:
+        return grpc_target(self.memory_grpc_addr)
+
+    @property
+    def tools_target(self) -> str:
+        return grpc_target(self.tools_grpc_addr)
+
+    @property
+    def database_path(self) -> Path:
+        return self.state_dir / "approvals.sqlite3"

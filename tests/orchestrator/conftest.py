@@ -1,0 +1,240 @@
+"""Fixtures for the orchestrator: settings, a running app, real gRPC peers, a fake LLM.
+
+The gRPC peers are tiny grpc.aio servicers of the real memory and tools protos
+on 127.0.0.1:0, so the orchestrator speaks the real protocol; the LLM is a
+chat-completions HTTP server on 127.0.0.1:0 whose replies a test scripts.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from phoenix_common.stubs import memory_pb2, memory_pb2_grpc, tools_pb2, tools_pb2_grpc
+from phoenix_orchestrator.app import create_app
+from phoenix_orchestrator.settings import OrchestratorSettings
+
+# -- clock ---------------------------------------------------------------------
+
+
+class FakeClock:
+    """A clock a test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 3, 14, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+# -- gRPC peers ----------------------------------------------------------------
+
+
+class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
+    """Answers QueryMemory from a fixed list and records what it was asked."""
+
+    def __init__(self) -> None:
+        self.requests: list[memory_pb2.QueryMemoryRequest] = []
+        self.metadata: list[dict[str, str]] = []
+        self.results = [
+            memory_pb2.MemoryResult(id="mem-1", content="the vault code is 1234", similarity=0.9),
+            memory_pb2.MemoryResult(id="mem-2", content="the vault is in the cellar"),
+        ]
+
+    async def QueryMemory(
+        self, request: memory_pb2.QueryMemoryRequest, context: grpc.aio.ServicerContext
+    ) -> memory_pb2.QueryMemoryResponse:
+        self.requests.append(request)
+        self.metadata.append({k: str(v) for k, v in context.invocation_metadata() or ()})
+        return memory_pb2.QueryMemoryResponse(
+            results=self.results, total_count=len(self.results), namespace=request.namespace
+        )
+
+
+class ToolsServicer(tools_pb2_grpc.ToolExecutorServiceServicer):
+    """Answers RequestExecution with ``reply`` (or aborts with ``abort``) and records requests."""
+
+    def __init__(self) -> None:
+        self.requests: list[tools_pb2.ExecutionRequest] = []
+        self.abort: tuple[grpc.StatusCode, str] | None = None
+        self.reply = tools_pb2.ExecutionResponse(
+            success=True,
+            exit_code=0,
+            stdout_logs=["hello world"],
+            message="Execution completed (elapsed_ms=3)",
+            execution_id="exec-1",
+        )
+
+    async def RequestExecution(
+        self, request: tools_pb2.ExecutionRequest, context: grpc.aio.ServicerContext
+    ) -> tools_pb2.ExecutionResponse:
+        self.requests.append(request)
+        if self.abort is not None:
+            await context.abort(*self.abort)
+        return self.reply
+
+
+@dataclass
+class GrpcPeers:
+    memory: MemoryServicer
+    tools: ToolsServicer
+    memory_addr: str
+    tools_addr: str
+
+
+@pytest.fixture
+async def peers() -> AsyncIterator[GrpcPeers]:
+    memory, tools = MemoryServicer(), ToolsServicer()
+    memory_server, tools_server = grpc.aio.server(), grpc.aio.server()
+    memory_pb2_grpc.add_MemoryServiceServicer_to_server(memory, memory_server)  # type: ignore[no-untyped-call]
+    tools_pb2_grpc.add_ToolExecutorServiceServicer_to_server(tools, tools_server)  # type: ignore[no-untyped-call]
+    memory_port = memory_server.add_insecure_port("127.0.0.1:0")
+    tools_port = tools_server.add_insecure_port("127.0.0.1:0")
+    await memory_server.start()
+    await tools_server.start()
+    yield GrpcPeers(
+        memory, tools, f"http://127.0.0.1:{memory_port}", f"http://127.0.0.1:{tools_port}"
+    )
+    await memory_server.stop(None)
+    await tools_server.stop(None)
+
+
+def unused_port() -> int:
+    """A local port with nothing listening (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# -- fake chat-completions server ----------------------------------------------
+
+
+@dataclass
+class Reply:
+    """One scripted answer: an HTTP status and JSON body, optionally after a delay."""
+
+    status: int = 200
+    body: Any = None
+    delay: float = 0.0
+
+
+def completion(content: str) -> Reply:
+    return Reply(body={"choices": [{"message": {"role": "assistant", "content": content}}]})
+
+
+@dataclass
+class FakeLLM:
+    url: str
+    script: list[Reply] = field(default_factory=list)
+    default: Reply = field(default_factory=lambda: Reply(500, {"error": {"message": "empty"}}))
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+
+    def next_reply(self) -> Reply:
+        return self.script.pop(0) if self.script else self.default
+
+
+@pytest.fixture
+def fake_llm() -> Iterator[FakeLLM]:
+    stop = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            llm.requests.append(json.loads(self.rfile.read(length)))
+            llm.headers.append(dict(self.headers))
+            reply = llm.next_reply()
+            if reply.delay:
+                stop.wait(reply.delay)
+            payload = (
+                reply.body.encode()
+                if isinstance(reply.body, str)
+                else json.dumps(reply.body).encode()
+            )
+            try:
+                self.send_response(reply.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+            except OSError:
+                pass  # the client gave up (a timeout test)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    llm = FakeLLM(url=f"http://127.0.0.1:{server.server_address[1]}/v1/chat/completions")
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield llm
+    stop.set()
+    server.shutdown()
+    server.server_close()
+
+
+# -- settings and app ----------------------------------------------------------
+
+
+SettingsFactory = Callable[..., OrchestratorSettings]
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> SettingsFactory:
+    def make(**overrides: Any) -> OrchestratorSettings:
+        values: dict[str, Any] = {
+            "state_dir": tmp_path / "state",
+            "memory_grpc_addr": f"http://127.0.0.1:{unused_port()}",
+            "tools_grpc_addr": f"http://127.0.0.1:{unused_port()}",
+            "log_format": "text",
+        }
+        values.update(overrides)
+        return OrchestratorSettings(_env_file=None, **values)
+
+    return make
+
+
+@asynccontextmanager
+async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its lifespan running, behind an httpx client."""
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://orchestrator"
+        ) as client,
+    ):
+        yield client
+
+
+@pytest.fixture
+async def client(
+    make_settings: SettingsFactory, peers: GrpcPeers, clock: FakeClock
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An orchestrator with the deterministic planner, wired to the in-test gRPC peers."""
+    settings = make_settings(memory_grpc_addr=peers.memory_addr, tools_grpc_addr=peers.tools_addr)
+    async with serving(create_app(settings, clock=clock)) as http:
+        yield http
