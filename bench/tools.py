@@ -1,0 +1,173 @@
+"""Tools benchmark: `true` in the bubblewrap sandbox through the gRPC API vs a plain subprocess.
+
+The service runs as its own process (`python -m phoenix_tools`), as in a pod, and
+is called over a real channel. That path is everything a caller pays: gRPC round
+trip, validation, policy, execution directory, setpriv + choom + prlimit + bwrap
+(namespaces, mounts, seccomp), output capture and audit. Two baselines:
+/usr/bin/true spawned from asyncio, and the service's own sandbox command line
+spawned directly (what bubblewrap itself costs on this kernel). The three are
+measured interleaved so machine load hits them alike. Goal: at most +5 ms at p50
+over the plain subprocess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bench.report import Figure, percentile
+from phoenix_common.stubs import tools_pb2, tools_pb2_grpc
+from phoenix_tools import sandbox, workdir
+from phoenix_tools.runtime import SandboxRuntime
+from phoenix_tools.settings import ToolsSettings
+
+ITERATIONS = 100
+WARMUP = 5
+
+
+async def _spawn(argv: list[str]) -> None:
+    proc = await asyncio.create_subprocess_exec(*argv, env={})
+    if await proc.wait() != 0:
+        raise RuntimeError(f"{argv[0]} failed")
+
+
+def _raw_chain(root: Path) -> list[str]:
+    """The service's sandbox command line for `true`, without the service around it."""
+    settings = ToolsSettings(SANDBOX_DIR=str(root / "raw"))
+    runtime = SandboxRuntime(settings)
+    runtime.prepare()
+    owner = workdir.Owner(settings.sandbox_uid, settings.sandbox_gid)
+    exec_dir = workdir.create_exec_dir(settings.sandbox_dir, "bench", "raw", owner)
+    layout = sandbox.SandboxLayout(exec_dir, None, runtime.etc_dir)
+    bwrap = sandbox.bwrap_argv(
+        runtime.bwrap, layout, ["/usr/bin/true"], limits=runtime.limits, seccomp_fd=None,
+        status_fd=None,
+    )  # fmt: skip
+    return [
+        *sandbox.privilege_prefix("setpriv", settings.sandbox_uid, settings.sandbox_gid),
+        *sandbox.limit_prefix(runtime.limits, runtime.choom, runtime.prlimit),
+        *bwrap,
+    ]
+
+
+def _start_service(root: Path) -> tuple[subprocess.Popen[bytes], int]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    env = {
+        **os.environ,
+        "SANDBOX_DIR": str(root / "service"),
+        "TOOLS_GRPC_HOST": "127.0.0.1",
+        "TOOLS_GRPC_PORT": str(port),
+        "TOOLS_METRICS_PORT": "0",
+        "TOOLS_USE_BWRAP": "true",
+        "LOG_LEVEL": "warning",
+        "GRPC_ENABLE_FORK_SUPPORT": "false",
+    }
+    service = subprocess.Popen([sys.executable, "-m", "phoenix_tools"], env=env)
+    return service, port
+
+
+async def _wait_serving(channel: grpc.aio.Channel, service: subprocess.Popen[bytes]) -> None:
+    health = health_pb2_grpc.HealthStub(channel)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if service.poll() is not None:
+            raise RuntimeError(f"phoenix-tools exited with {service.returncode}")
+        try:
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
+            if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                return
+        except grpc.aio.AioRpcError:
+            pass
+        await asyncio.sleep(0.2)
+    raise RuntimeError("phoenix-tools did not become SERVING (is bubblewrap usable?)")
+
+
+async def _measure(root: Path) -> list[Figure]:
+    raw_argv = _raw_chain(root)
+    service, port = _start_service(root)
+    samples: dict[str, list[float]] = {"plain": [], "raw": [], "grpc": []}
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            await _wait_serving(channel, service)
+            stub = tools_pb2_grpc.ToolExecutorServiceStub(channel)  # type: ignore[no-untyped-call]
+            request = tools_pb2.ExecutionRequest(twin_id="twin-aegis", command="true")
+
+            async def via_grpc() -> None:
+                reply = await stub.RequestExecution(request, timeout=30)
+                if not reply.success:
+                    raise RuntimeError(f"sandboxed true failed: {reply.message}")
+
+            cases: dict[str, Callable[[], Awaitable[None]]] = {
+                "plain": lambda: _spawn(["/usr/bin/true"]),
+                "raw": lambda: _spawn(raw_argv),
+                "grpc": via_grpc,
+            }
+            for i in range(WARMUP + ITERATIONS):
+                for name, case in cases.items():
+                    started = time.perf_counter()
+                    await case()
+                    if i >= WARMUP:
+                        samples[name].append((time.perf_counter() - started) * 1000)
+    finally:
+        service.terminate()
+        service.wait(timeout=30)
+    plain, raw, grpc_p50 = (percentile(samples[k], 50) for k in ("plain", "raw", "grpc"))
+    return [
+        Figure(
+            area="tools",
+            name="sandboxed `true` via gRPC, p50",
+            value=grpc_p50,
+            unit="ms",
+            baseline=plain,
+            baseline_name="plain subprocess p50",
+            goal="<= +5 ms at p50",
+        ),
+        Figure(
+            area="tools",
+            name="overhead at p50 (sandboxed - plain)",
+            value=grpc_p50 - plain,
+            unit="ms",
+            goal="<= 5 ms",
+        ),
+        Figure(
+            area="tools",
+            name="sandboxed `true` via gRPC vs bare bwrap chain, p50",
+            value=grpc_p50,
+            unit="ms",
+            baseline=raw,
+            baseline_name="bare bwrap chain p50",
+            goal="service adds little to bwrap",
+        ),
+        Figure(
+            area="tools",
+            name="sandboxed `true` via gRPC, p95",
+            value=percentile(samples["grpc"], 95),
+            unit="ms",
+            baseline=percentile(samples["plain"], 95),
+            baseline_name="plain subprocess p95",
+        ),
+    ]
+
+
+def run() -> list[Figure]:
+    """Figures for `make bench` (needs root and bubblewrap, like the tools service)."""
+    # Under /tmp with 0755, so the unprivileged sandbox uid can reach its directories.
+    root = Path(tempfile.mkdtemp(prefix="phx-bench-tools-", dir="/tmp"))
+    root.chmod(0o755)
+    try:
+        return asyncio.run(_measure(root))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,260 @@
+"""The sandbox runtime: runs one argv for a twin in bwrap or the cwd fallback.
+
+It owns the host-side details (binaries, the sandbox uid, the seccomp filter,
+execution directories) and turns a raw process outcome into an
+``ExecResult`` with the original's exit codes: 124 timeout, 126 not
+executable, 127 not found, bwrap's own setup failures told apart from the
+command's via ``--json-status-fd``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from phoenix_common.errors import FailedPrecondition
+from phoenix_tools import runner, sandbox, seccomp, workdir
+from phoenix_tools.sandbox import Limits, SandboxLayout, SandboxMode
+from phoenix_tools.settings import ToolsSettings
+
+_EXECVP_FAILED = re.compile(r"^bwrap: execvp (?P<prog>.*): (?P<why>[^:]+)$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    stdout: list[str]
+    stderr: list[str]
+    message: str
+    stdout_bytes: int
+    stderr_bytes: int
+    truncated: bool
+    timed_out: bool
+    duration_ms: int
+    outcome: str
+
+    @property
+    def success(self) -> bool:
+        return self.exit_code == 0 and self.outcome == "completed"
+
+
+class SandboxRuntime:
+    """Everything needed to spawn sandboxed commands; ``mode`` is set by the self-test."""
+
+    def __init__(self, settings: ToolsSettings) -> None:
+        self.settings = settings
+        self.mode: SandboxMode = "unavailable"
+        self.mode_reason = "self-test not run yet"
+        self.sandbox_dir = settings.sandbox_dir
+        self.etc_dir = self.sandbox_dir / workdir.ETC_DIR
+        self.bwrap = shutil.which(settings.bwrap_path) or settings.bwrap_path
+        self.choom = shutil.which("choom") or "choom"
+        self.prlimit = shutil.which("prlimit") or "prlimit"
+        self.setpriv = shutil.which("setpriv")
+        self.drop_privileges = os.geteuid() == 0
+        self.owner = workdir.Owner(
+            settings.sandbox_uid if self.drop_privileges else None,
+            settings.sandbox_gid if self.drop_privileges else None,
+        )
+        self.seccomp_filter = seccomp.build_filter() if seccomp.supported() else None
+        self._slots = asyncio.Semaphore(settings.max_concurrent)
+        self.limits = Limits(
+            as_bytes=settings.rlimit_as_mb * 1024 * 1024,
+            cpu_seconds=settings.rlimit_cpu_s,
+            fsize_bytes=settings.rlimit_fsize_mb * 1024 * 1024,
+            nofile=settings.rlimit_nofile,
+            nproc=settings.rlimit_nproc,
+            tmpfs_bytes=settings.tmpfs_mb * 1024 * 1024,
+        )
+
+    def _spawn_spec(
+        self, argv: Sequence[str], env: dict[str, str], cwd: Path | None, fds: tuple[int, ...]
+    ) -> runner.SpawnSpec:
+        """Privilege drop + rlimits + argv; setpriv when present, else Popen(user=...)."""
+        limits = sandbox.limit_prefix(self.limits, self.choom, self.prlimit)
+        uid, gid = self.owner.uid, self.owner.gid
+        if uid is None or gid is None:
+            return runner.SpawnSpec([*limits, *argv], env, cwd, None, None, fds)
+        if self.setpriv is not None:
+            drop = sandbox.privilege_prefix(self.setpriv, uid, gid)
+            return runner.SpawnSpec([*drop, *limits, *argv], env, cwd, None, None, fds)
+        return runner.SpawnSpec([*limits, *argv], env, cwd, uid, gid, fds)
+
+    def prepare(self) -> None:
+        """Create SANDBOX_DIR and the sandbox's /etc files."""
+        self.etc_dir = workdir.prepare_root(self.sandbox_dir)
+
+    def workspace(self, twin_id: str) -> Path:
+        return workdir.workspace_dir(self.sandbox_dir, twin_id)
+
+    async def run(
+        self,
+        twin_id: str,
+        argv: Sequence[str],
+        *,
+        execution_id: str | None = None,
+        mode: SandboxMode | None = None,
+        timeout_s: float | None = None,
+    ) -> ExecResult:
+        """Run ``argv`` for ``twin_id``; FailedPrecondition when no sandbox is usable."""
+        mode = mode or self.mode
+        if mode == "unavailable":
+            raise FailedPrecondition(
+                f"no sandbox available ({self.mode_reason}); commands are refused. Make "
+                "bubblewrap work (docs/tools.md) or set TOOLS_ALLOW_UNSANDBOXED=true for the "
+                "cwd-only fallback (not in SAFE_MODE)"
+            )
+        execution_id = execution_id or uuid.uuid4().hex
+        async with self._slots:
+            exec_dir = workdir.create_exec_dir(self.sandbox_dir, twin_id, execution_id, self.owner)
+            try:
+                if mode == "bwrap":
+                    return await self._run_bwrap(twin_id, exec_dir, argv, timeout_s)
+                return await self._run_fallback(exec_dir, argv, timeout_s)
+            finally:
+                if not self.settings.keep_exec_dirs:
+                    await asyncio.to_thread(workdir.remove_exec_dir, exec_dir)
+
+    async def _run_bwrap(
+        self, twin_id: str, exec_dir: Path, argv: Sequence[str], timeout_s: float | None
+    ) -> ExecResult:
+        layout = SandboxLayout(exec_dir, self.workspace(twin_id), self.etc_dir)
+        status_r, status_w = os.pipe()
+        seccomp_fd: int | None = None
+        try:
+            if self.seccomp_filter is not None:
+                seccomp_fd = os.memfd_create("phoenix-seccomp")
+                os.write(seccomp_fd, self.seccomp_filter)
+                os.lseek(seccomp_fd, 0, os.SEEK_SET)
+            cmd = sandbox.bwrap_argv(
+                self.bwrap,
+                layout,
+                argv,
+                limits=self.limits,
+                seccomp_fd=seccomp_fd,
+                status_fd=status_w,
+            )
+            fds = (status_w,) if seccomp_fd is None else (status_w, seccomp_fd)
+            spec = self._spawn_spec(cmd, {}, None, fds)
+            outcome = await runner.run(
+                spec,
+                timeout_s=timeout_s or self.settings.exec_timeout_s,
+                kill_bytes=self.settings.output_kill_bytes,
+                status_read_fd=status_r,
+            )
+        finally:
+            for fd in (status_r, status_w, seccomp_fd):
+                if fd is not None:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+        return self._result(outcome, argv, bwrap=True, timeout_s=timeout_s)
+
+    async def _run_fallback(
+        self, exec_dir: Path, argv: Sequence[str], timeout_s: float | None
+    ) -> ExecResult:
+        spec = self._spawn_spec(argv, sandbox.fallback_env(exec_dir), exec_dir, ())
+        outcome = await runner.run(
+            spec,
+            timeout_s=timeout_s or self.settings.exec_timeout_s,
+            kill_bytes=self.settings.output_kill_bytes,
+        )
+        return self._result(outcome, argv, bwrap=False, timeout_s=timeout_s)
+
+    def _result(
+        self,
+        outcome: runner.RunOutcome,
+        argv: Sequence[str],
+        *,
+        bwrap: bool,
+        timeout_s: float | None,
+    ) -> ExecResult:
+        stdout, out_cut = outcome.stdout.lines()
+        stderr, err_cut = outcome.stderr.lines()
+        elapsed = int(outcome.duration_s * 1000)
+        shown = " ".join(argv)[:200]
+        code = runner.exit_code_of(outcome.returncode)
+        base = ExecResult(
+            exit_code=code,
+            stdout=stdout,
+            stderr=stderr,
+            message="",
+            stdout_bytes=outcome.stdout.total,
+            stderr_bytes=outcome.stderr.total,
+            truncated=out_cut or err_cut,
+            timed_out=False,
+            duration_ms=elapsed,
+            outcome="completed",
+        )
+        if outcome.timed_out:
+            ms = int((timeout_s or self.settings.exec_timeout_s) * 1000)
+            return replace(
+                base,
+                exit_code=124,
+                stderr=[*stderr, f"Execution timed out after {ms}ms: {shown}"],
+                message="execution_timeout",
+                timed_out=True,
+                outcome="timeout",
+            )
+        if outcome.output_limited:
+            message = (
+                f"output_limit_exceeded: a stream passed {self.settings.output_kill_bytes} "
+                f"bytes and the command was killed (elapsed_ms={elapsed})"
+            )
+            return replace(base, exit_code=code or 1, message=message, outcome="output_limit")
+        if bwrap:
+            reported = outcome.bwrap_exit_code
+            if reported is None:
+                return _bwrap_failure(base, bytes(outcome.stderr.head), shown)
+            code = reported
+        if code == 0:
+            message = f"Execution completed (elapsed_ms={elapsed})"
+        else:
+            message = f"Execution failed (exit_code={code}, elapsed_ms={elapsed})"
+        message += _truncation_note(outcome, out_cut, err_cut)
+        return replace(
+            base,
+            exit_code=code,
+            message=message,
+            outcome="completed" if code == 0 else "failed",
+        )
+
+
+def _bwrap_failure(base: ExecResult, stderr: bytes, shown: str) -> ExecResult:
+    """bwrap never reported an exit code: exec of the program or sandbox setup failed."""
+    text = stderr.decode(errors="replace")
+    match = _EXECVP_FAILED.search(text)
+    if match and "No such file" in match["why"]:
+        line = f"Command not found: {match['prog']} ({match['why']})"
+        return replace(base, exit_code=127, stderr=[line], message=line, outcome="failed")
+    if match:
+        line = f"Permission denied executing: {match['prog']} ({match['why']})"
+        return replace(base, exit_code=126, stderr=[line], message=line, outcome="failed")
+    return replace(
+        base,
+        exit_code=1,
+        stderr=["sandbox setup failed", *base.stderr],
+        message=f"sandbox_setup_failed: bubblewrap could not start {shown!r}",
+        outcome="sandbox_error",
+    )
+
+
+def _truncation_note(outcome: runner.RunOutcome, out_cut: bool, err_cut: bool) -> str:
+    parts = [
+        f"{name} ({captured.total} bytes)"
+        for name, captured, cut in (
+            ("stdout", outcome.stdout, out_cut),
+            ("stderr", outcome.stderr, err_cut),
+        )
+        if cut
+    ]
+    if not parts:
+        return ""
+    limits = f"{runner.MAX_LINES} lines / {runner.MAX_BYTES // 1024} KiB per stream"
+    return f"; output truncated to {limits}: {', '.join(parts)}"

@@ -1,0 +1,151 @@
+"""Directories on the host: per-execution work dirs, a twin's workspace, the sandbox /etc.
+
+Layout under SANDBOX_DIR (created by the service, which may be root)::
+
+    .etc/                     passwd, group, hosts, nsswitch.conf bound over /etc (0755)
+    <twin>/                   0711: the sandbox uid may traverse, not list or write
+    <twin>/workspace/         files written by file_write; read-only at /workspace (0755)
+    <twin>/<execution id>/    0700, owned by the sandbox uid: /work of one execution
+
+``file_write`` walks the relative path one component at a time with
+``O_NOFOLLOW`` relative to directory fds, so neither ``..`` nor a symlink
+(planted in any way) can lead outside the workspace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from phoenix_common.errors import FailedPrecondition, InvalidInput, PermissionDenied
+from phoenix_tools.sandbox import GENERATED_ETC
+
+WORKSPACE = "workspace"
+ETC_DIR = ".etc"
+MAX_PATH_BYTES = 1024
+MAX_COMPONENTS = 16
+_COMPONENT = re.compile(r"^[A-Za-z0-9._+@=,-]{1,255}$")
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who gets the execution directory: the sandbox uid/gid, or None to keep the caller's."""
+
+    uid: int | None
+    gid: int | None
+
+
+def prepare_root(sandbox_dir: Path) -> Path:
+    """Create SANDBOX_DIR and the generated /etc files; returns the /etc directory."""
+    sandbox_dir.mkdir(parents=True, exist_ok=True)
+    sandbox_dir.chmod(0o711)
+    etc = sandbox_dir / ETC_DIR
+    etc.mkdir(exist_ok=True)
+    etc.chmod(0o755)
+    for name, text in GENERATED_ETC.items():
+        target = etc / name
+        tmp = etc / f".{name}.tmp"
+        tmp.write_text(text)
+        tmp.chmod(0o644)
+        tmp.replace(target)
+    return etc
+
+
+def twin_dir(sandbox_dir: Path, twin_id: str) -> Path:
+    path = sandbox_dir / twin_id
+    path.mkdir(mode=0o711, exist_ok=True)
+    return path
+
+
+def workspace_dir(sandbox_dir: Path, twin_id: str) -> Path:
+    path = twin_dir(sandbox_dir, twin_id) / WORKSPACE
+    path.mkdir(mode=0o755, exist_ok=True)
+    return path
+
+
+def create_exec_dir(sandbox_dir: Path, twin_id: str, execution_id: str, owner: Owner) -> Path:
+    """``<SANDBOX_DIR>/<twin>/<execution id>/``, writable by the sandbox uid only."""
+    try:
+        path = twin_dir(sandbox_dir, twin_id) / execution_id
+        path.mkdir(mode=0o700)
+        if owner.uid is not None:
+            os.chown(path, owner.uid, owner.gid if owner.gid is not None else -1)
+    except OSError as err:
+        raise FailedPrecondition(
+            f"sandbox_init_failed: cannot create the execution directory under "
+            f"{sandbox_dir}: {err.strerror}"
+        ) from err
+    return path
+
+
+def remove_exec_dir(path: Path) -> None:
+    """Delete an execution directory; rmtree never follows symlinks planted inside."""
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def validate_relative_path(relative: str) -> list[str]:
+    """The components of a file_write path; InvalidInput for anything but plain names."""
+    if not relative:
+        raise InvalidInput("file_write needs args[0]: a path relative to the twin's workspace")
+    if len(relative.encode()) > MAX_PATH_BYTES:
+        raise InvalidInput(f"file_write path is longer than {MAX_PATH_BYTES} bytes")
+    if relative.startswith("/"):
+        raise PermissionDenied(f"file_write path {relative!r} is absolute; use a relative path")
+    parts = relative.split("/")
+    if any(p in ("..", ".") for p in parts):
+        raise PermissionDenied(f"file_write path {relative!r} leaves or re-enters the workspace")
+    parts = [p for p in parts if p]
+    if not parts or len(parts) > MAX_COMPONENTS:
+        raise InvalidInput(f"file_write path needs 1-{MAX_COMPONENTS} components")
+    bad = next((p for p in parts if not _COMPONENT.match(p)), None)
+    if bad is not None:
+        raise InvalidInput(
+            f"file_write path component {bad!r} has characters outside [A-Za-z0-9._+@=,-]"
+        )
+    return parts
+
+
+def write_file(workspace: Path, relative: str, content: str) -> int:
+    """Write ``content`` to ``workspace/relative`` without following any symlink; bytes written."""
+    parts = validate_relative_path(relative)
+    data = content.encode()
+    flags_dir = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(workspace, flags_dir)
+    try:
+        for name in parts[:-1]:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, 0o755, dir_fd=fd)
+            try:
+                next_fd = os.open(name, flags_dir, dir_fd=fd)
+            except OSError as err:
+                raise _escape(relative, err) from err
+            os.close(fd)
+            fd = next_fd
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            out = os.open(parts[-1], flags, 0o644, dir_fd=fd)
+        except OSError as err:
+            raise _escape(relative, err) from err
+        try:
+            os.fchmod(out, 0o644)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(out, view) :]
+        finally:
+            os.close(out)
+    finally:
+        os.close(fd)
+    return len(data)
+
+
+def _escape(relative: str, err: OSError) -> Exception:
+    if err.errno in (errno.ELOOP, errno.ENOTDIR, errno.EISDIR):
+        return PermissionDenied(
+            f"file_write path {relative!r} goes through a symlink or non-directory; refused"
+        )
+    return FailedPrecondition(f"file_write failed for {relative!r}: {err.strerror}")

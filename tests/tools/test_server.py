@@ -1,0 +1,335 @@
+"""The tools gRPC API end to end: real server, real channel, real bubblewrap."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf import empty_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.tools.conftest import FakeMemory, Running, make_settings, running_server
+
+
+async def test_health_check_reports_the_sandbox_mode(tools: Running) -> None:
+    response = await tools.stub.HealthCheck(empty_pb2.Empty(), timeout=5)
+    assert response.status == "healthy"
+    assert "sandbox=bwrap" in response.message
+    assert response.version
+
+
+async def test_grpc_health_is_serving_after_the_self_test(tools: Running) -> None:
+    stub = health_pb2_grpc.HealthStub(tools.channel)
+    for service in ("", "tools.ToolExecutorService"):
+        reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_the_originals_command_exec_example_runs_in_the_sandbox(tools: Running) -> None:
+    response = await tools.run("twin-sentinel", "command_exec", "echo hello && pwd && id -u")
+    assert response.success
+    assert response.exit_code == 0
+    assert list(response.stdout_logs) == ["hello", "/work", "65534"]
+    assert response.message.startswith("Execution completed (elapsed_ms=")
+    assert len(response.execution_id) == 32
+
+
+async def test_a_failing_command_reports_its_exit_code(tools: Running) -> None:
+    response = await tools.run("twin-aegis", "command_exec", "ls /nonexistent")
+    assert not response.success
+    assert response.exit_code == 2
+    assert response.message.startswith("Execution failed (exit_code=2, elapsed_ms=")
+    assert "No such file" in response.stderr_logs[0]
+
+
+async def test_policy_denial_is_the_originals_response(tools: Running) -> None:
+    response = await tools.run("twin-trace", "command_exec", "ls")
+    assert not response.success
+    assert response.exit_code == 1
+    assert list(response.stdout_logs) == []
+    reason = "Twin 'twin-trace' is not authorized to execute 'command_exec'"
+    assert response.message == reason
+    assert list(response.stderr_logs) == [f"Policy violation: {reason}"]
+
+
+async def test_restricted_program_inside_command_exec_is_denied(tools: Running) -> None:
+    """Defect 5: the original checked only the tool name, so this ran."""
+    response = await tools.run("twin-sentinel", "command_exec", "ls && rm -rf /work")
+    assert not response.success
+    assert response.message == "Command 'rm' is restricted"
+
+
+async def test_missing_program_is_127(tools: Running) -> None:
+    direct = await tools.run("twin-aegis", "no-such-program-xyz")
+    assert (direct.exit_code, direct.message) == (127, "Command not found: no-such-program-xyz")
+    via_shell = await tools.run("twin-aegis", "command_exec", "no-such-program-xyz")
+    assert via_shell.exit_code == 127
+
+
+async def test_non_executable_program_is_126(tools: Running) -> None:
+    response = await tools.sh("twin-lab", "printf 'echo hi' > x; chmod 644 x; ./x")
+    assert response.exit_code == 126
+
+
+async def test_timeout_kills_the_command_with_exit_124(tools: Running) -> None:
+    response = await tools.run("twin-aegis", "sleep", "30")
+    assert not response.success
+    assert response.exit_code == 124
+    assert response.message == "execution_timeout"
+    assert response.stderr_logs[-1] == "Execution timed out after 4000ms: /usr/bin/sleep 30"
+
+
+async def test_long_output_is_truncated_and_flagged(tools: Running) -> None:
+    response = await tools.run("twin-aegis", "seq", "1", "5000")
+    assert response.success
+    assert len(response.stdout_logs) == 200
+    assert response.stdout_logs[-1] == "200"
+    assert "output truncated to 200 lines / 32 KiB per stream: stdout (23893 bytes)" in (
+        response.message
+    )
+
+
+async def test_file_write_lands_in_the_workspace_and_is_readable_read_only(
+    tools: Running,
+) -> None:
+    written = await tools.run("twin-sentinel", "file_write", "notes/today.txt", "hello\nworld")
+    assert written.success
+    assert written.message == "Wrote 11 bytes to workspace/notes/today.txt"
+    host = tools.settings.sandbox_dir / "twin-sentinel" / "workspace" / "notes" / "today.txt"
+    assert host.read_text() == "hello\nworld"
+    read = await tools.run("twin-sentinel", "command_exec", "cat /workspace/notes/today.txt")
+    assert list(read.stdout_logs) == ["hello", "world"]
+
+
+@pytest.mark.parametrize("path", ["../twin-aegis/workspace/x", "/etc/x", "a/../../x"])
+async def test_file_write_traversal_is_permission_denied(tools: Running, path: str) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await tools.run("twin-sentinel", "file_write", path, "x")
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_file_write_needs_path_and_content(tools: Running) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await tools.run("twin-sentinel", "file_write", "only-a-path")
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "[relative_path, content]" in (err.value.details() or "")
+
+
+async def test_vector_query_asks_the_memory_service(
+    tools: Running, memory_fake: tuple[FakeMemory, int]
+) -> None:
+    fake, _ = memory_fake
+    response = await tools.run("twin-trace", "vector_query", "threats", "intel", "2")
+    assert response.success
+    results = [json.loads(line) for line in response.stdout_logs]
+    assert [r["content"] for r in results] == ["threats #0", "threats #1"]
+    sent = fake.requests[-1]
+    assert (sent.query, sent.namespace, sent.twin_id, sent.top_k) == (
+        "threats",
+        "intel",
+        "twin-trace",
+        2,
+    )
+
+
+async def test_vector_query_uses_the_request_namespace_by_default(
+    tools: Running, memory_fake: tuple[FakeMemory, int]
+) -> None:
+    response = await tools.run("twin-trace", "vector_query", "x", namespace="ops")
+    assert response.success
+    assert memory_fake[0].requests[-1].namespace == "ops"
+
+
+async def test_vector_query_rejects_a_bad_top_k(tools: Running) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await tools.run("twin-trace", "vector_query", "x", "", "500")
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "top_k" in (err.value.details() or "")
+
+
+async def test_vector_query_without_memory_is_unavailable(
+    sandbox_root: Path, policy_file: Path
+) -> None:
+    settings = make_settings(
+        sandbox_root / "nomem",
+        TOOLS_POLICY_FILE=str(policy_file),
+        MEMORY_GRPC_ADDR="127.0.0.1:1",
+        TOOLS_MEMORY_TIMEOUT_MS=500,
+        TOOLS_USE_BWRAP=False,
+    )
+    async with running_server(settings) as running:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await running.run("twin-trace", "vector_query", "x")
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "memory service" in (err.value.details() or "")
+
+
+@pytest.mark.parametrize(
+    ("twin", "command", "args", "fragment"),
+    [
+        ("twin-aegis", "", [], "command is required"),
+        ("", "ls", [], "twin_id is required"),
+        ("../../etc", "ls", [], "is invalid"),
+        ("user_0123456789abcdef", "ls", [], "unknown twin_id"),
+        ("twin-aegis", "ls\x00", [], "NUL"),
+        ("twin-aegis", "echo", ["a\x00b"], "NUL"),
+        ("twin-aegis", "echo", ["x" * 200_000], "at most 131072"),
+    ],
+)
+async def test_bad_input_is_invalid_argument(
+    tools: Running, twin: str, command: str, args: list[str], fragment: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await tools.run(twin, command, *args)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert fragment in (err.value.details() or "")
+
+
+async def test_every_execution_is_audited(tools: Running, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="phoenix_tools.audit"):
+        allowed = await tools.run("twin-aegis", "ls", "/")
+        denied = await tools.run("twin-aegis", "command_exec", "ls; rm x")
+    records = [r for r in caplog.records if r.name == "phoenix_tools.audit"]
+    by_id = {getattr(r, "execution_id", None): r for r in records}
+    ran = by_id[allowed.execution_id]
+    assert ran.twin == "twin-aegis"  # type: ignore[attr-defined]
+    assert ran.argv == ["/usr/bin/ls", "/"]  # type: ignore[attr-defined]
+    assert (ran.decision, ran.rule, ran.sandbox) == ("allow", "allowed:*", "bwrap")  # type: ignore[attr-defined]
+    assert ran.exit_code == 0  # type: ignore[attr-defined]
+    assert ran.programs == ["/usr/bin/ls"]  # type: ignore[attr-defined]
+    assert ran.stdout_bytes > 0  # type: ignore[attr-defined]
+    assert isinstance(ran.duration_ms, int)  # type: ignore[attr-defined]
+    refused = by_id[denied.execution_id]
+    assert (refused.decision, refused.rule) == ("deny", "restricted:rm")  # type: ignore[attr-defined]
+
+
+async def test_file_write_content_is_not_logged(
+    tools: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="phoenix_tools.audit"):
+        reply = await tools.run("twin-sentinel", "file_write", "secret.txt", "hunter2")
+    record = next(r for r in caplog.records if getattr(r, "execution_id", "") == reply.execution_id)
+    assert record.argv == ["file_write", "secret.txt", "<7 bytes>"]  # type: ignore[attr-defined]
+    assert "hunter2" not in caplog.text
+
+
+async def test_audit_metrics_count_executions(tools: Running) -> None:
+    from prometheus_client import REGISTRY
+
+    def count() -> float:
+        value = REGISTRY.get_sample_value(
+            "phoenix_tools_executions_total",
+            {"tool": "command_exec", "decision": "deny", "sandbox": "bwrap", "outcome": "denied"},
+        )
+        return value or 0.0
+
+    before = count()
+    await tools.run("twin-aegis", "command_exec", "shutdown now")
+    assert count() == before + 1
+
+
+async def test_policy_file_changes_apply_without_restart(sandbox_root: Path) -> None:
+    path = sandbox_root / "reload.yaml"
+    path.write_text("twins: {t1: {allowed: [command_exec], programs: [echo]}}")
+    settings = make_settings(sandbox_root / "reload", TOOLS_POLICY_FILE=str(path))
+    async with running_server(settings) as running:
+        assert (await running.run("t1", "command_exec", "echo ok")).success
+        assert not (await running.run("t1", "command_exec", "date")).success
+        replacement = sandbox_root / "reload.yaml.new"
+        replacement.write_text("twins: {t1: {allowed: [command_exec], programs: [date]}}")
+        replacement.replace(path)  # how a ConfigMap update looks: a new file
+        assert (await running.run("t1", "command_exec", "date")).success
+        denied = await running.run("t1", "command_exec", "echo ok")
+        assert denied.message == "'echo' is not in the twin's programs"
+        path.write_text("twins: [broken")  # a bad edit keeps the last good policy
+        assert (await running.run("t1", "command_exec", "date")).success
+
+
+async def test_without_a_usable_sandbox_commands_fail_closed(sandbox_root: Path) -> None:
+    settings = make_settings(sandbox_root / "closed", TOOLS_USE_BWRAP=False)
+    async with running_server(settings) as running:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await running.run("twin-aegis", "ls")
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "TOOLS_ALLOW_UNSANDBOXED" in (err.value.details() or "")
+        health = await running.stub.HealthCheck(empty_pb2.Empty(), timeout=5)
+        assert health.status == "unhealthy"
+        assert "sandbox=unavailable" in health.message
+        stub = health_pb2_grpc.HealthStub(running.channel)
+        reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+async def test_safe_mode_forbids_the_unsandboxed_fallback(sandbox_root: Path) -> None:
+    settings = make_settings(
+        sandbox_root / "safe-fallback",
+        TOOLS_USE_BWRAP=False,
+        TOOLS_ALLOW_UNSANDBOXED=True,
+        SAFE_MODE=True,
+    )
+    async with running_server(settings) as running:
+        assert running.tools.executor.runtime.mode == "unavailable"
+        assert "SAFE_MODE" in running.tools.executor.runtime.mode_reason
+
+
+async def test_safe_mode_runs_command_exec_without_a_shell(sandbox_root: Path) -> None:
+    settings = make_settings(sandbox_root / "safe", SAFE_MODE=True)
+    async with running_server(settings) as running:
+        plain = await running.run("twin-sentinel", "command_exec", "echo 'a;b' $HOME")
+        assert not plain.success
+        assert "SAFE_MODE allows no shell metacharacters" in plain.message
+        quoted = await running.run("twin-sentinel", "command_exec", "echo 'a b'  c")
+        assert quoted.success
+        assert list(quoted.stdout_logs) == ["a b c"]
+
+
+async def test_fallback_mode_runs_as_the_sandbox_uid_in_the_exec_dir(
+    fallback_tools: Running,
+) -> None:
+    response = await fallback_tools.run("twin-sentinel", "command_exec", "id -u; pwd")
+    assert response.success
+    assert response.stdout_logs[0] == "65534"
+    assert response.stdout_logs[1].startswith(str(fallback_tools.settings.sandbox_dir))
+    health = await fallback_tools.stub.HealthCheck(empty_pb2.Empty(), timeout=5)
+    assert (health.status, "sandbox=cwd" in health.message) == ("degraded", True)
+
+
+async def test_concurrent_executions_do_not_interfere(tools: Running) -> None:
+    replies = await asyncio.gather(
+        *(tools.run("twin-aegis", "command_exec", f"echo {i} > f; cat f") for i in range(8))
+    )
+    assert [list(r.stdout_logs) for r in replies] == [[str(i)] for i in range(8)]
+
+
+async def test_exec_dirs_are_removed_after_the_run(tools: Running) -> None:
+    response = await tools.run("twin-aegis", "command_exec", "echo x > kept")
+    assert response.success
+    assert not (tools.settings.sandbox_dir / "twin-aegis" / response.execution_id).exists()
+
+
+async def test_reflection_lists_the_tools_service(tools: Running) -> None:
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    stub = reflection_pb2_grpc.ServerReflectionStub(tools.channel)
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    names: list[str] = []
+    async for reply in stub.ServerReflectionInfo(iter([request])):
+        names += [s.name for s in reply.list_services_response.service]
+    assert "tools.ToolExecutorService" in names
+    assert "grpc.health.v1.Health" in names
+
+
+async def test_popen_drops_privileges_when_setpriv_is_missing(sandbox_root: Path) -> None:
+    from phoenix_tools.runtime import SandboxRuntime
+
+    runtime = SandboxRuntime(make_settings(sandbox_root / "popen"))
+    runtime.prepare()
+    runtime.setpriv = None  # as on an image without util-linux's setpriv
+    result = await runtime.run(
+        "twin-aegis", ["/bin/sh", "-c", "id -u; id -G; grep CapEff /proc/self/status"], mode="bwrap"
+    )
+    assert result.stdout == ["65534", "65534", "CapEff:\t0000000000000000"]
