@@ -1,0 +1,108 @@
+"""phoenix-memory: the Neural Archive's gRPC server.
+
+Exit codes: 0 after SIGTERM/SIGINT, 1 when a dependency (Qdrant, the embedding
+service) cannot be reached at start-up, 2 on bad configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from pydantic import ValidationError
+
+from phoenix_common import logging as phoenix_logging
+from phoenix_common.errors import DependencyUnavailable, InvalidInput
+from phoenix_common.metrics import serve_metrics
+from phoenix_common.telemetry import configure_tracing
+from phoenix_memory import server
+from phoenix_memory.archive import Archive
+from phoenix_memory.settings import MemorySettings
+
+logger = logging.getLogger("phoenix_memory")
+
+EXIT_UNAVAILABLE = 1
+EXIT_CONFIG = 2
+
+
+def config_error_text(err: ValidationError) -> str:
+    """One line per invalid variable, named as in the environment."""
+    lines = ["phoenix-memory: invalid configuration:"]
+    for error in err.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "settings"
+        lines.append(f"  {where}: {error['msg']}")
+    return "\n".join(lines) + "\n"
+
+
+async def serve(settings: MemorySettings) -> int:
+    store = server.build_store(settings)
+    try:
+        await server.wait_for_store(
+            store,
+            attempts=settings.qdrant_connect_attempts,
+            delay_s=settings.qdrant_connect_retry_delay_ms / 1000,
+        )
+    except DependencyUnavailable as err:
+        logger.critical("storage not available, giving up: %s", err)
+        await store.close()
+        return EXIT_UNAVAILABLE
+    try:
+        embedder = await server.build_embedder(settings)
+    except (InvalidInput, DependencyUnavailable) as err:
+        logger.critical("embedder not available: %s", err)
+        await store.close()
+        return EXIT_CONFIG if isinstance(err, InvalidInput) else EXIT_UNAVAILABLE
+    archive = Archive(settings.twin(), store, embedder)
+    try:
+        running = await server.start(
+            archive,
+            host=settings.grpc_host,
+            port=settings.grpc_port,
+            heartbeat_interval_s=settings.heartbeat_interval_s,
+        )
+    except InvalidInput as err:
+        logger.critical("%s", err)
+        await archive.close()
+        return EXIT_CONFIG
+    try:
+        serve_metrics(settings.metrics_port)
+    except OSError as err:
+        logger.critical(
+            "cannot serve metrics on MEMORY_METRICS_PORT=%s: %s", settings.metrics_port, err
+        )
+        await running.stop()
+        return EXIT_CONFIG
+    logger.info(
+        "phoenix-memory serving",
+        extra={
+            "port": running.port,
+            "store": store.description,
+            "embedder": embedder.description,
+            "twin": f"{settings.twin_namespace}/{settings.twin_name}",
+        },
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    logger.info("shutting down")
+    await running.stop()
+    return 0
+
+
+def main() -> None:
+    try:
+        settings = MemorySettings.load()
+    except ValidationError as err:
+        sys.stderr.write(config_error_text(err))
+        raise SystemExit(EXIT_CONFIG) from None
+    phoenix_logging.configure(settings, "memory")
+    configure_tracing(settings, "memory")
+    raise SystemExit(asyncio.run(serve(settings)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Text embedders: a local sentence-transformers model or an OpenAI-compatible API."""
