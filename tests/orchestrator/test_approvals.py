@@ -231,6 +231,24 @@ async def test_typed_api_rejects_unknown_ids_other_sessions_and_bad_bodies(
     assert missing.status_code == 422
 
 
+async def test_typed_api_scoped_to_a_twin_does_not_find_another_twins_request(
+    client: httpx.AsyncClient, peers: GrpcPeers
+) -> None:
+    memory = (await chat(client, "find the vault")).json()
+    url = f"/v1/approvals/{memory['request_id']}/approve"
+    foreign = await client.post(
+        url, json={"session_id": "sess-1", "actor": "mallory", "twin_id": "twin-trace"}
+    )
+    assert foreign.status_code == 404
+    assert foreign.json()["error"]["code"] == "approval_not_found"
+    assert peers.memory.requests == []
+    own = await client.post(
+        url, json={"session_id": "sess-1", "actor": "alice", "twin_id": "twin-sentinel"}
+    )
+    assert own.status_code == 200
+    assert len(peers.memory.requests) == 1
+
+
 async def test_requests_of_another_twin_cannot_be_approved_by_chat(
     client: httpx.AsyncClient, peers: GrpcPeers
 ) -> None:

@@ -17,6 +17,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer as AsyncHealthServicer
 from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from phoenix_common.errors import PhoenixError
 
@@ -84,10 +85,19 @@ async def set_serving(
         await checker.set(name, status)
 
 
-def new_server(*, interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> grpc.aio.Server:
-    """A grpc.aio server with the error-mapping interceptor installed first."""
+def new_server(
+    *, interceptors: Sequence[grpc.aio.ServerInterceptor] = (), tracing: bool = True
+) -> grpc.aio.Server:
+    """A grpc.aio server that continues callers' traces and maps domain errors to status codes.
+
+    OpenTelemetry's interceptor is outermost, so a span covers the whole call and
+    records the status code the error mapping produced.
+    """
+    outer: list[grpc.aio.ServerInterceptor] = (
+        [aio_server_interceptor()] if tracing else []  # type: ignore[no-untyped-call]
+    )
     return grpc.aio.server(
-        interceptors=[ErrorMappingInterceptor(), *interceptors],
+        interceptors=[*outer, ErrorMappingInterceptor(), *interceptors],
         options=[
             ("grpc.max_receive_message_length", 8 * 1024 * 1024),
             ("grpc.so_reuseport", 0),

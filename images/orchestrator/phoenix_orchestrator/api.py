@@ -93,6 +93,9 @@ class ApprovalDecision(BaseModel):
 
     session_id: _Id
     actor: _Id
+    # Set by a caller that acts for one twin (the gateway): a request of another
+    # twin is then answered as not found, exactly like an unknown id.
+    twin_id: _Id | None = None
 
 
 class PendingApproval(BaseModel):

@@ -313,10 +313,20 @@ class ChatService:
         return [pending_view(p) for p in pending if not p.expired(now)]
 
     async def decide_by_id(
-        self, request_id: str, *, session_id: str, approve: bool, actor: str
+        self,
+        request_id: str,
+        *,
+        session_id: str,
+        approve: bool,
+        actor: str,
+        twin_id: str | None = None,
     ) -> ChatResponse:
         found = await self._store.get(request_id)
-        if found is None or found.session_id != session_id:
+        if (
+            found is None
+            or found.session_id != session_id
+            or (twin_id is not None and found.twin_id != twin_id)
+        ):
             self._metrics.approvals.labels(kind="unknown", outcome="not_found").inc()
             raise NoPendingRequest(
                 f"No approval request '{request_id}' in session '{session_id}'.",

@@ -29,7 +29,11 @@ async def approve(
     request_id: RequestId, body: ApprovalDecision, chat_service: ChatServiceDep
 ) -> ChatResponse:
     return await chat_service.decide_by_id(
-        request_id, session_id=body.session_id, approve=True, actor=body.actor
+        request_id,
+        session_id=body.session_id,
+        twin_id=body.twin_id,
+        approve=True,
+        actor=body.actor,
     )
 
 
@@ -38,5 +42,9 @@ async def deny(
     request_id: RequestId, body: ApprovalDecision, chat_service: ChatServiceDep
 ) -> ChatResponse:
     return await chat_service.decide_by_id(
-        request_id, session_id=body.session_id, approve=False, actor=body.actor
+        request_id,
+        session_id=body.session_id,
+        twin_id=body.twin_id,
+        approve=False,
+        actor=body.actor,
     )

@@ -1,0 +1,103 @@
+"""Settings of the gateway and of the telemetry producer (one class per process).
+
+Variable names are the original system's (``GATEWAY_PORT``, ``ORCHESTRATOR_URL``,
+``TELEMETRY_URL``, ``TELEMETRY_PORT``, ``TELEMETRY_INTERVAL_MS``); what the
+original lacked (authentication, timeouts) is prefixed ``GATEWAY_``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar, cast
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+
+from phoenix_common.settings import CommonSettings
+
+S = TypeVar("S", bound=CommonSettings)
+
+
+class GatewaySettings(CommonSettings):
+    """What ``phoenix-gateway`` reads from its environment (and ``.env``)."""
+
+    host: str = Field("0.0.0.0", validation_alias="GATEWAY_HOST")  # noqa: S104 - a pod's edge
+    port: int = Field(8181, ge=0, le=65535, validation_alias="GATEWAY_PORT")
+    orchestrator_url: str = Field("http://127.0.0.1:8182", validation_alias="ORCHESTRATOR_URL")
+    telemetry_url: str = Field("http://127.0.0.1:8183", validation_alias="TELEMETRY_URL")
+    upstream_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        validation_alias="GATEWAY_UPSTREAM_TIMEOUT_SECONDS",
+        description="Timeout of one orchestrator call; the telemetry stream has no read timeout.",
+    )
+    default_namespace: str | None = Field(
+        None,
+        validation_alias="GATEWAY_DEFAULT_NAMESPACE",
+        description="Memory namespace sent when a chat frame names none (unset: orchestrator's).",
+    )
+    api_keys_file: Path | None = Field(
+        None,
+        validation_alias="GATEWAY_API_KEYS_FILE",
+        description="JSON or YAML mapping twin id -> API key or list of keys.",
+    )
+    api_keys_reload_seconds: float = Field(
+        5.0,
+        ge=0,
+        validation_alias="GATEWAY_API_KEYS_RELOAD_SECONDS",
+        description="How often the keys file is checked for changes (a rotated Secret).",
+    )
+    jwt_issuer: str | None = Field(None, validation_alias="GATEWAY_JWT_ISSUER")
+    jwt_audience: str | None = Field(None, validation_alias="GATEWAY_JWT_AUDIENCE")
+    jwt_jwks_url: str | None = Field(None, validation_alias="GATEWAY_JWT_JWKS_URL")
+    jwt_twin_claim: str = Field("twin_id", validation_alias="GATEWAY_JWT_TWIN_CLAIM")
+    local_console_autologin: bool = Field(
+        False,
+        validation_alias="GATEWAY_LOCAL_CONSOLE_AUTOLOGIN",
+        description="Set the console's session cookie for loopback visitors (make run only).",
+    )
+    local_console_twin: str | None = Field(
+        None,
+        validation_alias="GATEWAY_LOCAL_CONSOLE_TWIN",
+        description="Twin the autologin cookie is for; default: the keys file's first twin.",
+    )
+    ws_max_message_bytes: int = Field(
+        1024 * 1024, ge=1024, validation_alias="GATEWAY_WS_MAX_MESSAGE_BYTES"
+    )
+
+    @field_validator("orchestrator_url", "telemetry_url")
+    @classmethod
+    def _trim_trailing_slashes(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _some_authentication(self) -> GatewaySettings:
+        if self.api_keys_file is None and self.jwt_jwks_url is None:
+            raise ValueError(
+                "the gateway authenticates every request: set GATEWAY_API_KEYS_FILE "
+                "(twin id -> API key) and/or GATEWAY_JWT_JWKS_URL"
+            )
+        if self.jwt_jwks_url is not None and self.jwt_issuer is None:
+            raise ValueError("GATEWAY_JWT_JWKS_URL needs GATEWAY_JWT_ISSUER too")
+        return self
+
+
+class TelemetrySettings(CommonSettings):
+    """What the telemetry producer (``phoenix-gateway telemetry``) reads."""
+
+    host: str = Field("0.0.0.0", validation_alias="TELEMETRY_HOST")  # noqa: S104
+    port: int = Field(8183, ge=0, le=65535, validation_alias="TELEMETRY_PORT")
+    interval_ms: int = Field(2000, ge=50, validation_alias="TELEMETRY_INTERVAL_MS")
+    keepalive_seconds: float = Field(
+        10.0, gt=0, validation_alias=AliasChoices("TELEMETRY_KEEPALIVE_SECONDS")
+    )
+
+
+def from_environment(settings_class: type[S]) -> S:
+    """Build ``settings_class`` from the environment and ``.env``, once per process.
+
+    (The cast only tells mypy that every field has a default; without the pydantic
+    mypy plugin it reads aliased fields as required ``__init__`` arguments.)
+    """
+    build = cast("Callable[[], S]", settings_class)
+    return build()

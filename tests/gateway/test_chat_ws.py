@@ -1,0 +1,165 @@
+"""The chat socket: the original's frames, with authentication and the gateway's fixes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.gateway.conftest import KEY_A, KEY_B, Gateway
+
+
+def frame(message: str, *, user_id: str = "twin-a", **extra: Any) -> str:
+    return json.dumps({"session_id": "s-1", "user_id": user_id, "message": message, **extra})
+
+
+async def reply(ws: ClientConnection) -> dict[str, Any]:
+    """The next frame that is not a ``busy`` status."""
+    while True:
+        received = json.loads(await ws.recv())
+        if received != {"type": "status_update", "status": "busy", "details": ""}:
+            return received  # type: ignore[no-any-return]
+
+
+async def closed_with(url: str, **kwargs: Any) -> int | None:
+    async with connect(url, **kwargs) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+    return closed.value.rcvd.code if closed.value.rcvd else None
+
+
+async def test_a_chat_frame_gets_a_complete_message(gateway: Gateway) -> None:
+    url = f"{gateway.ws_url}/ws/chat/twin-a"
+    async with connect(url, additional_headers={"Authorization": f"Bearer {KEY_A}"}) as ws:
+        await ws.send(frame("hello there"))
+        busy = json.loads(await ws.recv())
+        answer = json.loads(await ws.recv())
+    assert busy == {"type": "status_update", "status": "busy", "details": ""}
+    assert answer["type"] == "complete_message"
+    assert answer["content"] == "I understand you said: 'hello there'."
+    assert answer["is_final"] is True
+    assert answer["issued_command"] is None
+    assert "raw_orchestrator_decision" not in answer
+    assert answer["source_memories"] == []
+    assert isinstance(answer["latency_ms"], int)
+    assert len(answer["id"]) == 36
+    sent = gateway.orchestrator.chats[-1]
+    assert sent == {
+        "message": "hello there",
+        "twin_id": "twin-a",
+        "session_id": "s-1",
+        "namespace": None,
+    }
+    assert gateway.orchestrator.headers[-1]["x-user-id"] == "twin-a"
+
+
+async def test_latency_is_measured_not_zero(gateway: Gateway) -> None:
+    gateway.orchestrator.delay = 0.15
+    async with connect(f"{gateway.ws_url}/ws/chat/twin-a?token={KEY_A}") as ws:
+        await ws.send(frame("slow one"))
+        answer = await reply(ws)
+    assert answer["latency_ms"] >= 150
+
+
+async def test_namespace_is_passed_through(gateway: Gateway) -> None:
+    async with connect(f"{gateway.ws_url}/ws/chat/twin-a?token={KEY_A}") as ws:
+        await ws.send(frame("hi", namespace="threat_intel_v24"))
+        await reply(ws)
+    assert gateway.orchestrator.chats[-1]["namespace"] == "threat_intel_v24"
+
+
+async def test_hitl_command_and_memory_ids_reach_the_ui(gateway: Gateway) -> None:
+    async with connect(f"{gateway.ws_url}/ws/chat/twin-a?token={KEY_A}") as ws:
+        await ws.send(frame("search for incidents"))
+        request = await reply(ws)
+        await ws.send(frame("[MEMORY_SHOWN] m-1"))
+        result = await reply(ws)
+    assert request["issued_command"]["command"] == "show_memory_page"
+    assert json.loads(request["raw_orchestrator_decision"])["action_type"] == "ActionMemory"
+    assert request["source_memories"] == []  # actions_taken are not memories (defect 21)
+    assert result["source_memories"] == ["mem-a", "mem-b"]
+    assert result["issued_command"] is None
+
+
+async def test_invalid_json_gets_an_error_frame_and_the_socket_stays_usable(
+    gateway: Gateway,
+) -> None:
+    async with connect(f"{gateway.ws_url}/ws/chat/twin-a?token={KEY_A}") as ws:
+        await ws.send("{not json")
+        error = json.loads(await ws.recv())
+        await ws.send(json.dumps({"session_id": "s-1", "user_id": "twin-a"}))
+        missing = json.loads(await ws.recv())
+        await ws.send(b"\x00\x01")
+        binary = json.loads(await ws.recv())
+        await ws.send(frame("still here?"))
+        answer = await reply(ws)
+    assert error["type"] == "status_update"
+    assert error["status"] == "error"
+    assert error["details"].startswith("Invalid JSON payload: ")
+    assert "message" in missing["details"]
+    assert binary["details"] == "Invalid JSON payload: binary frames are not supported"
+    assert answer["content"] == "I understand you said: 'still here?'."
+
+
+async def test_user_id_mismatch_gets_the_original_error(gateway: Gateway) -> None:
+    async with connect(f"{gateway.ws_url}/ws/chat/twin-a?token={KEY_A}") as ws:
+        await ws.send(frame("hi", user_id="twin-b"))
+        error = json.loads(await ws.recv())
+        await ws.send(frame("hi"))
+        answer = await reply(ws)
+    assert error == {
+        "type": "status_update",
+        "status": "error",
+        "details": "User ID mismatch between path and request payload.",
+    }
+    assert answer["type"] == "complete_message"
+    assert all(chat["twin_id"] == "twin-a" for chat in gateway.orchestrator.chats)
+
+
+async def test_orchestrator_errors_become_error_frames(gateway: Gateway) -> None:
+    async with connect(f"{gateway.ws_url}/ws/chat/twin-a?token={KEY_A}") as ws:
+        await ws.send(frame("dependency down"))
+        error = await reply(ws)
+    assert error["status"] == "error"
+    assert error["details"].startswith("Orchestrator error: Orchestrator returned error status 503")
+
+
+async def test_error_replies_in_the_chat_shape_are_shown_as_messages(gateway: Gateway) -> None:
+    async with connect(f"{gateway.ws_url}/ws/chat/twin-a?token={KEY_A}") as ws:
+        await ws.send(frame("[TOOL_EXECUTED] command_exec - CONFIRMED"))
+        answer = await reply(ws)
+    assert answer["type"] == "complete_message"
+    assert answer["status"] == "error"
+    assert answer["content"] == "Approval request 'r-1' (command_exec) expired."
+    assert answer["error"]["code"] == "approval_expired"
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        {},
+        {"additional_headers": {"Authorization": "Bearer wrong-key-0123456789abcdef"}},
+        {"additional_headers": {"X-API-Key": KEY_A[:-1]}},
+    ],
+    ids=["missing", "wrong", "truncated"],
+)
+async def test_unauthenticated_sockets_are_closed_with_1008(
+    gateway: Gateway, credentials: dict[str, Any]
+) -> None:
+    code = await closed_with(f"{gateway.ws_url}/ws/chat/twin-a", **credentials)
+    assert code == 1008
+    assert gateway.orchestrator.chats == []
+
+
+async def test_a_key_for_one_twin_never_reaches_another(gateway: Gateway) -> None:
+    code = await closed_with(f"{gateway.ws_url}/ws/chat/twin-a?token={KEY_B}")
+    assert code == 1008
+    # ...and with its own path, twin B's key cannot speak as twin A inside the frame.
+    async with connect(f"{gateway.ws_url}/ws/chat/twin-b?token={KEY_B}") as ws:
+        await ws.send(frame("hi", user_id="twin-a"))
+        error = json.loads(await ws.recv())
+    assert error["details"] == "User ID mismatch between path and request payload."
+    assert gateway.orchestrator.chats == []
