@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
@@ -53,3 +53,17 @@ class CommonSettings(BaseSettings):
     def _lower_case_level(cls, value: object) -> object:
         # The original lower-cased LOG_LEVEL, so LOG_LEVEL=INFO must keep working.
         return value.lower() if isinstance(value, str) else value
+
+
+def config_error_message(component: str, err: ValidationError) -> str:
+    """What a process prints before exiting 2 on bad configuration.
+
+    One line per invalid variable, naming it and the rule it broke. The value
+    received is never echoed: it may be a secret (an API key in the wrong
+    variable), and the user can see their own environment anyway.
+    """
+    lines = [f"phoenix-{component}: invalid configuration:"]
+    for error in err.errors(include_input=False, include_url=False):
+        where = ".".join(str(part) for part in error["loc"]) or "settings"
+        lines.append(f"  {where}: {error['msg']}")
+    return "\n".join(lines)

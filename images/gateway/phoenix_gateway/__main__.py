@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from phoenix_common import logging as phoenix_logging
 from phoenix_common.errors import PhoenixError
+from phoenix_common.settings import config_error_message
 from phoenix_common.telemetry import configure_tracing
 from phoenix_gateway.observability import redact_server_logs
 from phoenix_gateway.settings import GatewaySettings, TelemetrySettings, from_environment
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _serve_telemetry() if args.process == "telemetry" else _serve_gateway()
     except ValidationError as err:
-        print(f"phoenix-gateway: invalid settings:\n{err}", file=sys.stderr)
+        print(config_error_message("gateway", err), file=sys.stderr)
         return 2
 
 

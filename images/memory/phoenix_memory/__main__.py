@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from phoenix_common import logging as phoenix_logging
 from phoenix_common.errors import DependencyUnavailable, InvalidInput
 from phoenix_common.metrics import serve_metrics
+from phoenix_common.settings import config_error_message
 from phoenix_common.telemetry import configure_tracing
 from phoenix_memory import server
 from phoenix_memory.archive import Archive
@@ -25,15 +26,6 @@ logger = logging.getLogger("phoenix_memory")
 
 EXIT_UNAVAILABLE = 1
 EXIT_CONFIG = 2
-
-
-def config_error_text(err: ValidationError) -> str:
-    """One line per invalid variable, named as in the environment."""
-    lines = ["phoenix-memory: invalid configuration:"]
-    for error in err.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "settings"
-        lines.append(f"  {where}: {error['msg']}")
-    return "\n".join(lines) + "\n"
 
 
 async def serve(settings: MemorySettings) -> int:
@@ -97,7 +89,7 @@ def main() -> None:
     try:
         settings = MemorySettings.load()
     except ValidationError as err:
-        sys.stderr.write(config_error_text(err))
+        sys.stderr.write(config_error_message("memory", err) + "\n")
         raise SystemExit(EXIT_CONFIG) from None
     phoenix_logging.configure(settings, "memory")
     configure_tracing(settings, "memory")

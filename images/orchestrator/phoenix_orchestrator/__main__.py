@@ -12,6 +12,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from phoenix_common import logging as phoenix_logging
+from phoenix_common.settings import config_error_message
 from phoenix_common.telemetry import configure_tracing
 from phoenix_orchestrator.app import create_app
 from phoenix_orchestrator.settings import OrchestratorSettings
@@ -26,15 +27,6 @@ OPENROUTER_URL, APPROVAL_TTL_SECONDS (600), ORCHESTRATOR_STATE_DIR.
 """
 
 
-def config_error_message(err: ValidationError) -> str:
-    """One line per invalid variable, naming it, without echoing secret values."""
-    lines = ["phoenix-orchestrator: invalid configuration:"]
-    for error in err.errors(include_input=False, include_url=False):
-        where = ".".join(str(part) for part in error["loc"]) or "settings"
-        lines.append(f"  {where}: {error['msg']}")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if any(arg in ("-h", "--help") for arg in args):
@@ -43,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = OrchestratorSettings()
     except ValidationError as err:
-        sys.stderr.write(config_error_message(err) + "\n")
+        sys.stderr.write(config_error_message("orchestrator", err) + "\n")
         return 2
     try:
         settings.state_dir.mkdir(parents=True, exist_ok=True)

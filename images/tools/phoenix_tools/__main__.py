@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from phoenix_common import grpc_server
 from phoenix_common import logging as phoenix_logging
 from phoenix_common.metrics import serve_metrics
+from phoenix_common.settings import config_error_message
 from phoenix_common.telemetry import configure_tracing
 from phoenix_tools import server
 from phoenix_tools.policy_store import PolicyFileError
@@ -47,11 +48,7 @@ def main() -> int:
     try:
         settings = load_settings()
     except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
-            for e in err.errors()
-        )
-        print(f"phoenix-tools: invalid configuration: {problems}", file=sys.stderr)
+        print(config_error_message("tools", err), file=sys.stderr)
         return EXIT_CONFIG
     phoenix_logging.configure(settings, "tools")
     configure_tracing(settings, "tools")
