@@ -1,0 +1,209 @@
+"""The PhoenixTwin API as typed models: the spec parsed once, the status the operator writes.
+
+The CRD's OpenAPI schema (crds/phoenixtwin.io_phoenixtwins.yaml) is what the
+API server enforces; these models mirror it so a handler never digs through raw
+dicts. Defaults here equal the schema's defaults, so a twin stored before a
+default existed still parses to the same spec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from phoenix_common.errors import InvalidInput
+from phoenix_common.naming import DEFAULT_MEMORY_NAMESPACE, TwinRef, validate_memory_namespace
+
+GROUP = "phoenixtwin.io"
+VERSION = "v1alpha1"
+PLURAL = "phoenixtwins"
+KIND = "PhoenixTwin"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+FINALIZER = f"{GROUP}/finalizer"
+SKIP_RECLAIM_ANNOTATION = f"{GROUP}/skip-reclaim"
+MAX_TWIN_NAME = 40
+
+Component = Literal["gateway", "orchestrator", "memory", "tools"]
+COMPONENTS: tuple[Component, ...] = ("gateway", "orchestrator", "memory", "tools")
+
+ConditionType = Literal["Ready", "Progressing", "Degraded"]
+Phase = Literal["Pending", "Progressing", "Ready", "Degraded", "Suspended"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore"
+    )
+
+
+class SecretKeyRef(_Model):
+    """A key in a Secret of the twin's namespace."""
+
+    name: str = Field(min_length=1, max_length=253)
+    key: str = Field(min_length=1, max_length=253)
+
+
+class ResourceList(_Model):
+    cpu: str | None = None
+    memory: str | None = None
+
+
+class Resources(_Model):
+    requests: ResourceList = ResourceList(cpu="50m", memory="128Mi")
+    limits: ResourceList = ResourceList(memory="512Mi")
+
+
+class ComponentSpec(_Model):
+    """Image, replicas and resources of one component."""
+
+    image: str | None = None
+    tag: str | None = None
+    replicas: int = Field(1, ge=0, le=20)
+    resources: Resources = Resources()
+
+
+class Jwt(_Model):
+    issuer: str
+    audience: str
+    jwks_url: str
+
+
+class GatewayAuth(_Model):
+    api_key_secret_ref: SecretKeyRef | None = None
+    jwt: Jwt | None = None
+
+
+class GatewaySpec(ComponentSpec):
+    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    auth: GatewayAuth = GatewayAuth()
+    telemetry_url: str | None = None
+
+
+class OrchestratorSpec(ComponentSpec):
+    pass
+
+
+class QdrantSpec(_Model):
+    url: str | None = None
+    api_key_secret_ref: SecretKeyRef | None = None
+
+
+class EmbeddingSpec(_Model):
+    provider: Literal["local", "openai"] = "local"
+    dimension: int = Field(384, ge=1, le=65536)
+    api_key_secret_ref: SecretKeyRef | None = None
+
+
+class MemorySpec(ComponentSpec):
+    qdrant: QdrantSpec = QdrantSpec()
+    namespaces: tuple[str, ...] = (DEFAULT_MEMORY_NAMESPACE,)
+    embedding: EmbeddingSpec = EmbeddingSpec()
+    reclaim_policy: Literal["Retain", "Delete"] = "Retain"
+
+    @model_validator(mode="after")
+    def _valid_namespaces(self) -> MemorySpec:
+        for namespace in self.namespaces:
+            validate_memory_namespace(namespace)
+        if len(set(self.namespaces)) != len(self.namespaces):
+            raise ValueError(f"memory.namespaces must be unique, got {list(self.namespaces)}")
+        return self
+
+
+class ToolsPolicy(_Model):
+    allowed: tuple[str, ...] = ("command_exec", "file_write", "vector_query")
+    restricted: tuple[str, ...] = ("rm", "delete", "format", "shutdown", "reboot")
+
+
+class ToolsSpec(ComponentSpec):
+    sandbox: Literal["bwrap", "cwd"] = "bwrap"
+    timeout_ms: int = Field(10000, ge=100, le=600000)
+    policy: ToolsPolicy = ToolsPolicy()
+
+
+LLM_DEFAULT_URLS = {
+    "openrouter": "https://openrouter.ai/api/v1/chat/completions",
+    "openai": "https://api.openai.com/v1/chat/completions",
+}
+
+
+class LlmSpec(_Model):
+    provider: Literal["mock", "openrouter", "openai"] = "mock"
+    model: str = "google/gemini-2.0-flash-exp"
+    base_url: str | None = None
+    api_key_secret_ref: SecretKeyRef | None = None
+
+    @model_validator(mode="after")
+    def _key_when_remote(self) -> LlmSpec:
+        if self.provider != "mock" and self.api_key_secret_ref is None:
+            raise ValueError(f"llm.provider {self.provider} requires llm.apiKeySecretRef")
+        return self
+
+    @property
+    def url(self) -> str | None:
+        return self.base_url or LLM_DEFAULT_URLS.get(self.provider)
+
+
+class TwinSpec(_Model):
+    """spec of a PhoenixTwin; ``TwinSpec()`` is the working twin ``spec: {}`` yields."""
+
+    suspend: bool = False
+    network_policy: Literal["Managed", "Unmanaged"] = "Managed"
+    gateway: GatewaySpec = GatewaySpec()
+    orchestrator: OrchestratorSpec = OrchestratorSpec()
+    memory: MemorySpec = MemorySpec()
+    tools: ToolsSpec = ToolsSpec()
+    llm: LlmSpec = LlmSpec()
+
+    def component(self, name: Component) -> ComponentSpec:
+        specs: dict[Component, ComponentSpec] = {
+            "gateway": self.gateway,
+            "orchestrator": self.orchestrator,
+            "memory": self.memory,
+            "tools": self.tools,
+        }
+        return specs[name]
+
+
+@dataclass(frozen=True)
+class Twin:
+    """One PhoenixTwin as the operator sees it: identity, generation and the parsed spec."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: TwinSpec
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def ref(self) -> TwinRef:
+        return TwinRef(self.namespace, self.name)
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> Twin:
+        """Parse a PhoenixTwin object; raise InvalidInput naming the offending field."""
+        meta = body.get("metadata", {})
+        name = str(meta.get("name", ""))
+        if len(name) > MAX_TWIN_NAME:
+            raise InvalidInput(f"metadata.name {name!r} is longer than {MAX_TWIN_NAME} characters")
+        try:
+            spec = TwinSpec.model_validate(body.get("spec") or {})
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "spec"
+            raise InvalidInput(f"spec.{where}: {first['msg']}") from None
+        twin = cls(
+            namespace=str(meta.get("namespace", "")),
+            name=name,
+            uid=str(meta.get("uid", "")),
+            generation=int(meta.get("generation", 0)),
+            spec=spec,
+            annotations=dict(meta.get("annotations") or {}),
+        )
+        _ = twin.ref  # validates namespace and name as DNS labels
+        return twin

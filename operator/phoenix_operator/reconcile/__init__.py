@@ -1,0 +1,1 @@
+"""Reconciliation, one module per concern: twins (children, status), qdrant, cache, drift."""

@@ -1,0 +1,149 @@
+"""Each component's settings: its env ConfigMap, Secret-backed env vars and config hash.
+
+Non-secret settings go into one ConfigMap per component (``<twin>-<component>-env``,
+read with ``envFrom``) so a spec change touches only the components that read it.
+The config hash of a component covers everything its pods read that is not in
+the pod template itself (the ConfigMap data, the Secret references, the tools
+policy); it is stamped on the pod template, so exactly the components whose
+configuration changed roll.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from phoenix_operator import naming
+from phoenix_operator.api import Component, SecretKeyRef, Twin
+from phoenix_operator.render.common import Manifest, RenderContext, metadata, stable_hash
+
+SANDBOX_DIR = "/sandbox"
+TOOLS_POLICY_DIR = "/etc/phoenix/tools"
+TOOLS_POLICY_KEY = "policy.json"
+
+
+def qdrant_url(twin: Twin, ctx: RenderContext) -> str:
+    return twin.spec.memory.qdrant.url or ctx.default_qdrant_url
+
+
+def settings_env(twin: Twin, component: Component, ctx: RenderContext) -> dict[str, str]:
+    """The non-secret environment of one component, as its ConfigMap holds it."""
+    spec = twin.spec
+    common = {"TWIN_NAMESPACE": twin.namespace, "TWIN_NAME": twin.name}
+    if component == "gateway":
+        env = {
+            "GATEWAY_PORT": str(naming.PORTS["gateway"]),
+            "ORCHESTRATOR_URL": f"http://{naming.component_name(twin, 'orchestrator')}:"
+            f"{naming.PORTS['orchestrator']}",
+        }
+        if spec.gateway.telemetry_url:
+            env["TELEMETRY_URL"] = spec.gateway.telemetry_url
+        if spec.gateway.auth.jwt is not None:
+            env["GATEWAY_JWT_ISSUER"] = spec.gateway.auth.jwt.issuer
+            env["GATEWAY_JWT_AUDIENCE"] = spec.gateway.auth.jwt.audience
+            env["GATEWAY_JWKS_URL"] = spec.gateway.auth.jwt.jwks_url
+    elif component == "orchestrator":
+        env = {
+            "ORCHESTRATOR_HTTP_PORT": str(naming.PORTS["orchestrator"]),
+            "MEMORY_GRPC_ADDR": f"http://{naming.component_name(twin, 'memory')}:"
+            f"{naming.PORTS['memory']}",
+            "TOOLS_GRPC_ADDR": f"http://{naming.component_name(twin, 'tools')}:"
+            f"{naming.PORTS['tools']}",
+            "LLM_PROVIDER": spec.llm.provider,
+            "OPENROUTER_MODEL": spec.llm.model,
+        }
+        if spec.llm.url:
+            env["OPENROUTER_URL"] = spec.llm.url
+    elif component == "memory":
+        env = {
+            "MEMORY_GRPC_PORT": str(naming.PORTS["memory"]),
+            "MEMORY_METRICS_PORT": str(naming.METRICS_PORTS["memory"]),
+            "MEMORY_BACKEND": "qdrant",
+            "QDRANT_URL": qdrant_url(twin, ctx),
+            "QDRANT_REQUIRED": "true",
+            "EMBEDDING_PROVIDER": spec.memory.embedding.provider,
+            "EMBEDDING_MODEL_DIM": str(spec.memory.embedding.dimension),
+            "MEMORY_NAMESPACES": ",".join(spec.memory.namespaces),
+        }
+    else:
+        env = {
+            "TOOLS_GRPC_PORT": str(naming.PORTS["tools"]),
+            "TOOLS_METRICS_PORT": str(naming.METRICS_PORTS["tools"]),
+            "SANDBOX_DIR": SANDBOX_DIR,
+            "TOOLS_POLICY_FILE": f"{TOOLS_POLICY_DIR}/{TOOLS_POLICY_KEY}",
+            "TOOLS_USE_BWRAP": "true" if spec.tools.sandbox == "bwrap" else "false",
+            "TOOLS_EXEC_TIMEOUT_MS": str(spec.tools.timeout_ms),
+        }
+    return {**env, **common}
+
+
+def _secret_env(name: str, ref: SecretKeyRef) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
+
+
+def secret_env(twin: Twin, component: Component) -> list[dict[str, Any]]:
+    """Env vars read from Secrets; the values never pass through the operator."""
+    spec = twin.spec
+    if component == "gateway":
+        ref = spec.gateway.auth.api_key_secret_ref or SecretKeyRef(
+            name=naming.gateway_api_key_secret(twin), key=naming.GATEWAY_API_KEY
+        )
+        return [_secret_env("GATEWAY_API_KEY", ref)]
+    if component == "orchestrator" and spec.llm.api_key_secret_ref is not None:
+        return [_secret_env("OPENROUTER_API_KEY", spec.llm.api_key_secret_ref)]
+    if component == "memory":
+        env = []
+        if spec.memory.qdrant.api_key_secret_ref is not None:
+            env.append(_secret_env("QDRANT_API_KEY", spec.memory.qdrant.api_key_secret_ref))
+        if spec.memory.embedding.api_key_secret_ref is not None:
+            env.append(_secret_env("EMBEDDING_API_KEY", spec.memory.embedding.api_key_secret_ref))
+        return env
+    return []
+
+
+def tools_policy(twin: Twin) -> str:
+    """The tools policy file (JSON) the tools service reads from TOOLS_POLICY_FILE."""
+    policy = twin.spec.tools.policy
+    return json.dumps(
+        {
+            "allowed": list(policy.allowed),
+            "restricted": list(policy.restricted),
+            "timeoutMs": twin.spec.tools.timeout_ms,
+            "sandbox": twin.spec.tools.sandbox,
+        },
+        indent=2,
+        sort_keys=True,
+    )
+
+
+def env_configmap(twin: Twin, component: Component, ctx: RenderContext) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(
+            twin, naming.env_configmap(twin, component), naming.component_labels(twin, component)
+        ),
+        "data": settings_env(twin, component, ctx),
+    }
+
+
+def tools_policy_configmap(twin: Twin) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(
+            twin, naming.tools_policy_configmap(twin), naming.component_labels(twin, "tools")
+        ),
+        "data": {TOOLS_POLICY_KEY: tools_policy(twin)},
+    }
+
+
+def config_hash(twin: Twin, component: Component, ctx: RenderContext) -> str:
+    """Hash of what a component's pods read outside their template; changes roll them."""
+    inputs: dict[str, Any] = {
+        "env": settings_env(twin, component, ctx),
+        "secrets": secret_env(twin, component),
+    }
+    if component == "tools":
+        inputs["policy"] = tools_policy(twin)
+    return stable_hash(inputs)

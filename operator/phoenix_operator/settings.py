@@ -1,0 +1,86 @@
+"""OperatorSettings: the one settings class of phoenix-operator, built once in ``__main__``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
+
+from phoenix_common.settings import CommonSettings
+
+
+def _split(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class OperatorSettings(CommonSettings):
+    """Everything phoenix-operator reads from the environment (``PHOENIX_OPERATOR_*``)."""
+
+    namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias="PHOENIX_OPERATOR_NAMESPACES",
+        description="Comma-separated namespaces (kopf patterns allowed) to serve; "
+        "empty means every namespace (cluster-wide).",
+    )
+    peering: str | None = Field(
+        None,
+        validation_alias="PHOENIX_OPERATOR_PEERING",
+        description="kopf peering name for active/passive HA; unset runs standalone "
+        "(one replica, strategy Recreate).",
+    )
+    priority: int = Field(0, validation_alias="PHOENIX_OPERATOR_PRIORITY")
+    metrics_port: int = Field(
+        9090, ge=0, le=65535, validation_alias="PHOENIX_OPERATOR_METRICS_PORT"
+    )
+    health_port: int = Field(8080, ge=0, le=65535, validation_alias="PHOENIX_OPERATOR_HEALTH_PORT")
+    resync_seconds: float = Field(
+        60.0,
+        gt=0,
+        validation_alias="PHOENIX_OPERATOR_RESYNC_SECONDS",
+        description="How often every twin is re-checked against its rendered children.",
+    )
+    max_concurrent_reconciles: int = Field(
+        8, ge=1, validation_alias="PHOENIX_OPERATOR_MAX_CONCURRENT_RECONCILES"
+    )
+    request_timeout_seconds: float = Field(
+        30.0, gt=0, validation_alias="PHOENIX_OPERATOR_REQUEST_TIMEOUT_SECONDS"
+    )
+    image_prefix: str = Field(
+        "ghcr.io/phoenixtwin/phoenix-",
+        validation_alias="PHOENIX_OPERATOR_IMAGE_PREFIX",
+        description="Default image of component C is <prefix>C:<image tag>.",
+    )
+    image_tag: str = Field("0.1.0", validation_alias="PHOENIX_OPERATOR_IMAGE_TAG")
+    default_qdrant_url: str = Field(
+        "http://qdrant.phoenix-system.svc:6334",
+        validation_alias="PHOENIX_OPERATOR_DEFAULT_QDRANT_URL",
+        description="Qdrant gRPC endpoint used when a twin sets no spec.memory.qdrant.url.",
+    )
+    qdrant_local_path: Path | None = Field(
+        None,
+        validation_alias="PHOENIX_QDRANT_LOCAL_PATH",
+        description="TEST ONLY: the default Qdrant becomes qdrant-client local mode under "
+        "<path>/<twin namespace>; twins with an explicit url still use the network.",
+    )
+    qdrant_timeout_seconds: float = Field(
+        5.0, gt=0, validation_alias="PHOENIX_OPERATOR_QDRANT_TIMEOUT_SECONDS"
+    )
+    qdrant_retry_seconds: float = Field(
+        30.0, gt=0, validation_alias="PHOENIX_OPERATOR_QDRANT_RETRY_SECONDS"
+    )
+    reclaim_max_attempts: int = Field(
+        5,
+        ge=1,
+        validation_alias="PHOENIX_OPERATOR_RECLAIM_MAX_ATTEMPTS",
+        description="Failed attempts to delete a twin's collections before the finalizer "
+        "is released anyway (with a Warning event naming what was left behind).",
+    )
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _split_namespaces(cls, value: object) -> object:
+        return _split(value)

@@ -1,0 +1,122 @@
+"""phoenix-operator killed with SIGKILL mid-reconcile and restarted: it converges, leaves no
+orphans and no stuck finalizer, and a restart over converged twins writes nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e.kube import KubeCluster, wait_for
+from tests.e2e.operator_process import (
+    OperatorProcess,
+    install_crd,
+    ready_at_generation,
+    twin,
+)
+
+CHILDREN_PER_TWIN = 20  # SA, Secret, 5 ConfigMaps, 5 NetworkPolicies, 4 Services, 4 Deployments
+KINDS = "serviceaccounts,configmaps,secrets,services,deployments,networkpolicies,pdb"
+
+
+@pytest.fixture
+def operator(
+    kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    install_crd(kube_cluster)
+    process = OperatorProcess(kube_cluster.kubeconfig, tmp_path_factory.mktemp("operator"))
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def twins(kube: KubeCluster, namespace: str) -> list[dict[str, Any]]:
+    return list(kube.get("ptwin", "-n", namespace)["items"])
+
+
+def children(kube: KubeCluster, namespace: str) -> list[dict[str, Any]]:
+    return list(kube.get(KINDS, "-n", namespace, "-l", "phoenixtwin.io/twin")["items"])
+
+
+def all_ready(kube: KubeCluster, namespace: str, names: list[str]) -> bool:
+    return all(ready_at_generation(kube, namespace, name)() for name in names)
+
+
+def test_killed_operator_converges_after_restart_without_orphans_or_stuck_finalizers(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    names = [f"twin-{i}" for i in range(6)]
+    specs: list[dict[str, Any]] = [
+        {"memory": {"reclaimPolicy": "Delete" if i % 2 else "Retain"}} for i in range(6)
+    ]
+    operator.start()
+    kube_cluster.apply(*(twin(n, namespace, s) for n, s in zip(names, specs, strict=True)))
+    wait_for(
+        lambda: len(children(kube_cluster, namespace)) > 0,
+        what="the operator to start creating children",
+        timeout=30,
+    )
+    operator.kill()  # mid-reconcile: some twins have some children
+    partial = len(children(kube_cluster, namespace))
+
+    # While it is down: a spec change and a deleted child.
+    kube_cluster.kubectl(
+        "patch", "ptwin", names[0], "-n", namespace, "--type=merge",
+        "-p", json.dumps({"spec": {"orchestrator": {"replicas": 2}}}),
+    )  # fmt: skip
+    operator.start()
+    wait_for(
+        lambda: all_ready(kube_cluster, namespace, names),
+        what="every twin Ready after the restart",
+        timeout=90,
+    )
+    found = children(kube_cluster, namespace)
+    assert partial <= len(found)
+    uids = {t["metadata"]["uid"]: t["metadata"]["name"] for t in twins(kube_cluster, namespace)}
+    per_twin: dict[str, int] = {}
+    for child in found:
+        owners = [o for o in child["metadata"]["ownerReferences"] if o.get("controller")]
+        assert len(owners) == 1, child["metadata"]["name"]
+        assert owners[0]["uid"] in uids, f"orphan {child['kind']} {child['metadata']['name']}"
+        per_twin[uids[owners[0]["uid"]]] = per_twin.get(uids[owners[0]["uid"]], 0) + 1
+    expected = dict.fromkeys(names, CHILDREN_PER_TWIN)
+    expected[names[0]] += 1  # the PodDisruptionBudget of two orchestrator replicas
+    assert per_twin == expected
+
+    # A restart over converged twins rewrites nothing.
+    operator.kill()
+    kube_cluster.kubectl("delete", "deployment", f"{names[1]}-tools", "-n", namespace)
+    operator.start()
+    wait_for(
+        lambda: (
+            all_ready(kube_cluster, namespace, names)
+            and len(children(kube_cluster, namespace)) == len(found)
+        ),
+        what="the deleted Deployment restored after the restart",
+        timeout=60,
+    )
+    # Only the deleted Deployment, and that twin's status as it rolls out again.
+    assert operator.api_writes("Deployment") == 1
+    assert operator.api_writes() - operator.api_writes("PhoenixTwin/status") == 1
+
+    # Killed again, then every twin deleted: nothing stays stuck on a finalizer.
+    operator.kill()
+    operator.start()
+    kube_cluster.kubectl("delete", "ptwin", "--all", "-n", namespace, "--wait=false")
+    wait_for(
+        lambda: not twins(kube_cluster, namespace),
+        what="every twin deleted (finalizers released)",
+        timeout=60,
+    )
+    wait_for(
+        lambda: not children(kube_cluster, namespace),
+        what="every child garbage-collected",
+        timeout=60,
+    )
+    assert operator.collections(namespace) == sorted(
+        f"phx.{namespace}.{n}.default" for n, s in zip(names, specs, strict=True)
+        if s["memory"]["reclaimPolicy"] == "Retain"
+    )  # fmt: skip

@@ -1,0 +1,131 @@
+"""Each component's settings and the config hash that decides which Deployments roll."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from phoenix_operator.api import COMPONENTS, Twin
+from phoenix_operator.render import RenderContext, config, workloads
+
+
+def test_each_component_reads_the_variables_of_the_original_system(
+    twin: Twin, ctx: RenderContext
+) -> None:
+    assert config.settings_env(twin, "gateway", ctx) == {
+        "GATEWAY_PORT": "8181",
+        "ORCHESTRATOR_URL": "http://alice-orchestrator:8182",
+        "TWIN_NAMESPACE": "team-a",
+        "TWIN_NAME": "alice",
+    }
+    assert config.settings_env(twin, "orchestrator", ctx) == {
+        "ORCHESTRATOR_HTTP_PORT": "8182",
+        "MEMORY_GRPC_ADDR": "http://alice-memory:50052",
+        "TOOLS_GRPC_ADDR": "http://alice-tools:50054",
+        "LLM_PROVIDER": "mock",
+        "OPENROUTER_MODEL": "google/gemini-2.0-flash-exp",
+        "TWIN_NAMESPACE": "team-a",
+        "TWIN_NAME": "alice",
+    }
+    assert config.settings_env(twin, "memory", ctx) == {
+        "MEMORY_GRPC_PORT": "50052",
+        "MEMORY_METRICS_PORT": "9152",
+        "MEMORY_BACKEND": "qdrant",
+        "QDRANT_URL": "http://qdrant.db.svc:6334",
+        "QDRANT_REQUIRED": "true",
+        "EMBEDDING_PROVIDER": "local",
+        "EMBEDDING_MODEL_DIM": "384",
+        "MEMORY_NAMESPACES": "default",
+        "TWIN_NAMESPACE": "team-a",
+        "TWIN_NAME": "alice",
+    }
+    assert config.settings_env(twin, "tools", ctx) == {
+        "TOOLS_GRPC_PORT": "50054",
+        "TOOLS_METRICS_PORT": "9154",
+        "SANDBOX_DIR": "/sandbox",
+        "TOOLS_POLICY_FILE": "/etc/phoenix/tools/policy.json",
+        "TOOLS_USE_BWRAP": "true",
+        "TOOLS_EXEC_TIMEOUT_MS": "10000",
+        "TWIN_NAMESPACE": "team-a",
+        "TWIN_NAME": "alice",
+    }
+
+
+def test_secrets_reach_the_pods_by_reference_only(
+    twin_factory: Callable[..., Twin],
+) -> None:
+    twin = twin_factory(
+        {
+            "llm": {
+                "provider": "openrouter",
+                "apiKeySecretRef": {"name": "llm-key", "key": "token"},
+            },
+            "memory": {"qdrant": {"apiKeySecretRef": {"name": "qdrant", "key": "api-key"}}},
+        }
+    )
+    assert config.secret_env(twin, "orchestrator") == [
+        {
+            "name": "OPENROUTER_API_KEY",
+            "valueFrom": {"secretKeyRef": {"name": "llm-key", "key": "token"}},
+        }
+    ]
+    assert config.secret_env(twin, "memory") == [
+        {
+            "name": "QDRANT_API_KEY",
+            "valueFrom": {"secretKeyRef": {"name": "qdrant", "key": "api-key"}},
+        }
+    ]
+    assert config.secret_env(twin, "tools") == []
+
+
+def test_the_tools_policy_file_lists_the_spec_policy(twin_factory: Callable[..., Twin]) -> None:
+    twin = twin_factory({"tools": {"policy": {"allowed": ["ls"], "restricted": ["rm"]}}})
+    assert json.loads(config.tools_policy(twin)) == {
+        "allowed": ["ls"],
+        "restricted": ["rm"],
+        "timeoutMs": 10000,
+        "sandbox": "bwrap",
+    }
+
+
+def rolled(before: Twin, after: Twin, ctx: RenderContext) -> set[str]:
+    """Components whose pod template differs between two renderings."""
+    return {
+        c
+        for c in COMPONENTS
+        if workloads.deployment(before, c, ctx)["spec"]["template"]
+        != workloads.deployment(after, c, ctx)["spec"]["template"]
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"llm": {"model": "other/model"}}, {"orchestrator"}),
+        ({"tools": {"policy": {"allowed": ["ls"]}}}, {"tools"}),
+        ({"tools": {"timeoutMs": 500}}, {"tools"}),
+        ({"memory": {"qdrant": {"url": "http://q.other.svc:6334"}}}, {"memory"}),
+        ({"memory": {"namespaces": ["default", "work"]}}, {"memory"}),
+        ({"gateway": {"auth": {"apiKeySecretRef": {"name": "s", "key": "k"}}}}, {"gateway"}),
+        ({"gateway": {"replicas": 3}}, set()),
+        ({"memory": {"reclaimPolicy": "Delete"}}, set()),
+    ],
+)
+def test_a_spec_change_rolls_only_the_components_that_read_it(
+    twin_factory: Callable[..., Twin],
+    ctx: RenderContext,
+    change: dict[str, Any],
+    expected: set[str],
+) -> None:
+    assert rolled(twin_factory({}), twin_factory(change), ctx) == expected
+
+
+def test_the_config_hash_is_stable_across_renderings(
+    twin_factory: Callable[..., Twin], ctx: RenderContext
+) -> None:
+    first = config.config_hash(twin_factory({}), "memory", ctx)
+    assert first == config.config_hash(twin_factory({}), "memory", ctx)
+    assert len(first) == 16
