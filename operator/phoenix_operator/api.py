@@ -96,7 +96,15 @@ class QdrantSpec(_Model):
 class EmbeddingSpec(_Model):
     provider: Literal["local", "openai"] = "local"
     dimension: int = Field(384, ge=1, le=65536)
+    url: str | None = None
+    model: str | None = None
     api_key_secret_ref: SecretKeyRef | None = None
+
+    @model_validator(mode="after")
+    def _url_when_remote(self) -> EmbeddingSpec:
+        if self.provider == "openai" and not self.url:
+            raise ValueError("memory.embedding.provider openai requires memory.embedding.url")
+        return self
 
 
 class MemorySpec(ComponentSpec):
@@ -116,6 +124,7 @@ class MemorySpec(ComponentSpec):
 
 class ToolsPolicy(_Model):
     allowed: tuple[str, ...] = ("command_exec", "file_write", "vector_query")
+    programs: tuple[str, ...] = ("*",)
     restricted: tuple[str, ...] = ("rm", "delete", "format", "shutdown", "reboot")
 
 

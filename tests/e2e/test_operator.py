@@ -111,12 +111,16 @@ def test_empty_spec_twin_gets_every_child_and_becomes_ready(
     assert tools["containers"][0]["securityContext"]["procMount"] == "Unmasked"
     gateway = found["gateway"]["spec"]["template"]["spec"]
     assert gateway["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert gateway["containers"][0]["env"] == [
-        {
-            "name": "GATEWAY_API_KEY",
-            "valueFrom": {"secretKeyRef": {"name": "alice-gateway-api-key", "key": "api-key"}},
-        }
-    ]
+    # The generated key reaches the gateway as a file named after the twin, never as env.
+    assert "env" not in gateway["containers"][0]
+    assert {
+        "name": "api-keys",
+        "secret": {
+            "secretName": "alice-gateway-api-key",
+            "items": [{"key": "api-key", "path": "alice"}],
+            "defaultMode": 0o440,
+        },
+    } in gateway["volumes"]
     orchestrator_env = kube_cluster.get("configmap", "alice-orchestrator-env", "-n", namespace)
     assert orchestrator_env["data"]["MEMORY_GRPC_ADDR"] == "http://alice-memory:50052"
     assert orchestrator_env["data"]["LLM_PROVIDER"] == "mock"
@@ -172,7 +176,7 @@ def test_spec_change_rolls_only_the_deployments_whose_config_changed(
     }
     assert rolled == {"tools"}
     policy = kube_cluster.get("configmap", "bob-tools-policy", "-n", namespace)["data"]
-    assert json.loads(policy["policy.json"])["allowed"] == ["ls", "cat"]
+    assert json.loads(policy["policy.json"])["twins"]["*"]["allowed"] == ["ls", "cat"]
     assert kube_cluster.get("secret", "bob-gateway-api-key", "-n", namespace)["data"] == key_before
 
 

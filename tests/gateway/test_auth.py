@@ -39,6 +39,22 @@ def test_keys_file_accepts_json_and_yaml_with_one_or_many_keys(tmp_path: Path) -
         assert keys.twin_for("") is None
 
 
+def test_a_mounted_secret_directory_gives_one_twin_per_file(tmp_path: Path) -> None:
+    mounted = tmp_path / "keys"
+    data = tmp_path / "keys" / "..2026_11_24"
+    data.mkdir(parents=True)
+    (data / "aegis").write_text(KEY_1 + "\n")
+    (data / "sentinel").write_text(f"{KEY_2}\n{KEY_3}\n")
+    # The layout kubelet writes: visible names are symlinks through ..data.
+    (mounted / "..data").symlink_to(data.name)
+    for twin in ("aegis", "sentinel"):
+        (mounted / twin).symlink_to(f"..data/{twin}")
+    keys = ApiKeys.load(mounted)
+    assert keys.twins == ["aegis", "sentinel"]
+    assert [keys.twin_for(k) for k in (KEY_1, KEY_2, KEY_3)] == ["aegis", "sentinel", "sentinel"]
+    assert keys.twin_for("not-a-key-at-all-really") is None
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -18,6 +18,7 @@ def test_each_component_reads_the_variables_of_the_original_system(
     assert config.settings_env(twin, "gateway", ctx) == {
         "GATEWAY_PORT": "8181",
         "ORCHESTRATOR_URL": "http://alice-orchestrator:8182",
+        "GATEWAY_API_KEYS_FILE": "/etc/phoenix/gateway-keys",
         "TWIN_NAMESPACE": "team-a",
         "TWIN_NAME": "alice",
     }
@@ -35,10 +36,8 @@ def test_each_component_reads_the_variables_of_the_original_system(
         "MEMORY_METRICS_PORT": "9152",
         "MEMORY_BACKEND": "qdrant",
         "QDRANT_URL": "http://qdrant.db.svc:6334",
-        "QDRANT_REQUIRED": "true",
         "EMBEDDING_PROVIDER": "local",
         "EMBEDDING_MODEL_DIM": "384",
-        "MEMORY_NAMESPACES": "default",
         "TWIN_NAMESPACE": "team-a",
         "TWIN_NAME": "alice",
     }
@@ -49,6 +48,7 @@ def test_each_component_reads_the_variables_of_the_original_system(
         "TOOLS_POLICY_FILE": "/etc/phoenix/tools/policy.json",
         "TOOLS_USE_BWRAP": "true",
         "TOOLS_EXEC_TIMEOUT_MS": "10000",
+        "TOOLS_ALLOW_UNSANDBOXED": "false",
         "TWIN_NAMESPACE": "team-a",
         "TWIN_NAME": "alice",
     }
@@ -84,11 +84,55 @@ def test_secrets_reach_the_pods_by_reference_only(
 def test_the_tools_policy_file_lists_the_spec_policy(twin_factory: Callable[..., Twin]) -> None:
     twin = twin_factory({"tools": {"policy": {"allowed": ["ls"], "restricted": ["rm"]}}})
     assert json.loads(config.tools_policy(twin)) == {
-        "allowed": ["ls"],
         "restricted": ["rm"],
-        "timeoutMs": 10000,
-        "sandbox": "bwrap",
+        "twins": {"*": {"allowed": ["ls"], "programs": ["*"]}},
     }
+
+
+def test_the_tools_service_accepts_and_enforces_the_rendered_policy(
+    twin_factory: Callable[..., Twin],
+) -> None:
+    """The contract between two components: the operator's file is the tools service's format."""
+    from phoenix_tools.policy import PolicyOptions, evaluate
+    from phoenix_tools.policy_store import parse_policy
+
+    twin = twin_factory(
+        {"tools": {"policy": {"allowed": ["command_exec"], "programs": ["ls", "cat"]}}}
+    )
+    policy = parse_policy(config.tools_policy(twin), source="rendered")
+    options = PolicyOptions(safe_mode=False, allow_restricted=False)
+    allowed = evaluate("any-twin", "command_exec", ["ls -la | cat"], policy, options)
+    refused = evaluate("any-twin", "command_exec", ["ls; curl x"], policy, options)
+    assert allowed.decision.allowed, allowed
+    assert not refused.decision.allowed
+    assert "curl" in refused.decision.rule
+
+
+def test_sandbox_cwd_is_the_users_explicit_consent_to_run_unsandboxed(
+    twin_factory: Callable[..., Twin], ctx: RenderContext
+) -> None:
+    env = config.settings_env(twin_factory({"tools": {"sandbox": "cwd"}}), "tools", ctx)
+    assert (env["TOOLS_USE_BWRAP"], env["TOOLS_ALLOW_UNSANDBOXED"]) == ("false", "true")
+
+
+def test_an_openai_embedder_gets_its_endpoint_and_model(
+    twin_factory: Callable[..., Twin], ctx: RenderContext
+) -> None:
+    twin = twin_factory(
+        {
+            "memory": {
+                "embedding": {
+                    "provider": "openai",
+                    "url": "https://emb.example/v1/embeddings",
+                    "model": "text-embedding-3-small",
+                    "apiKeySecretRef": {"name": "emb", "key": "key"},
+                }
+            }
+        }
+    )
+    env = config.settings_env(twin, "memory", ctx)
+    assert env["EMBEDDING_URL"] == "https://emb.example/v1/embeddings"
+    assert env["EMBEDDING_MODEL"] == "text-embedding-3-small"
 
 
 def rolled(before: Twin, after: Twin, ctx: RenderContext) -> set[str]:
@@ -108,7 +152,8 @@ def rolled(before: Twin, after: Twin, ctx: RenderContext) -> set[str]:
         ({"tools": {"policy": {"allowed": ["ls"]}}}, {"tools"}),
         ({"tools": {"timeoutMs": 500}}, {"tools"}),
         ({"memory": {"qdrant": {"url": "http://q.other.svc:6334"}}}, {"memory"}),
-        ({"memory": {"namespaces": ["default", "work"]}}, {"memory"}),
+        # Collections are the operator's job; the memory pods read no namespace list.
+        ({"memory": {"namespaces": ["default", "work"]}}, set()),
         ({"gateway": {"auth": {"apiKeySecretRef": {"name": "s", "key": "k"}}}}, {"gateway"}),
         ({"gateway": {"replicas": 3}}, set()),
         ({"memory": {"reclaimPolicy": "Delete"}}, set()),

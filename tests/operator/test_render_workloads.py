@@ -162,9 +162,21 @@ def test_no_secret_is_generated_when_the_twin_names_its_own(
     container = objects[("Deployment", "alice-gateway")]["spec"]["template"]["spec"]["containers"][
         0
     ]
-    assert container["env"] == [
-        {"name": "GATEWAY_API_KEY", "valueFrom": {"secretKeyRef": {"name": "mine", "key": "k"}}}
-    ]
+    assert "env" not in container  # the key is a mounted file, never an environment variable
+    volumes = objects[("Deployment", "alice-gateway")]["spec"]["template"]["spec"]["volumes"]
+    assert {
+        "name": "api-keys",
+        "secret": {
+            "secretName": "mine",
+            "items": [{"key": "k", "path": "alice"}],
+            "defaultMode": 0o440,
+        },
+    } in volumes
+    assert {
+        "name": "api-keys",
+        "mountPath": "/etc/phoenix/gateway-keys",
+        "readOnly": True,
+    } in container["volumeMounts"]
 
 
 def test_the_service_account_mounts_no_token(twin: Twin) -> None:

@@ -75,10 +75,23 @@ class ApiKeys:
 
     @classmethod
     def load(cls, path: Path) -> ApiKeys:
-        """Parse the keys file (JSON or YAML: ``{twin_id: key}`` or ``{twin_id: [key, ...]}``)."""
+        """Parse the keys file, or a keys directory.
+
+        A file is JSON or YAML: ``{twin_id: key}`` or ``{twin_id: [key, ...]}``. A
+        directory is what a mounted Kubernetes Secret looks like: one file per twin
+        id, named after it, holding its key(s), one per line; so the operator can
+        hand the gateway a key it never reads itself.
+        """
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as err:
+            if path.is_dir():
+                raw: object = {
+                    entry.name: [line for line in entry.read_text("utf-8").split() if line]
+                    for entry in sorted(path.iterdir())
+                    if not entry.name.startswith(".") and entry.is_file()
+                }
+            else:
+                raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
             raise InvalidInput(f"GATEWAY_API_KEYS_FILE {path}: cannot read: {err}") from None
         return cls(parse_keys(raw, origin=str(path)))
 
@@ -103,12 +116,15 @@ class KeysFile:
         self._keys = ApiKeys.load(path)
         self._checked = time.monotonic()
 
-    def _fingerprint(self) -> tuple[int, int, int] | None:
+    def _fingerprint(self) -> tuple[tuple[str, int, int, int], ...] | None:
+        # A Secret volume swaps a ..data symlink on update, so look at what every
+        # entry resolves to, not at the directory itself.
         try:
-            stat = self.path.stat()
+            entries = sorted(self.path.iterdir()) if self.path.is_dir() else [self.path]
+            stats = [(entry.name, entry.stat()) for entry in entries]
         except OSError:
             return None
-        return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        return tuple((name, st.st_mtime_ns, st.st_size, st.st_ino) for name, st in stats)
 
     def current(self) -> ApiKeys:
         now = time.monotonic()

@@ -39,7 +39,8 @@ class GatewaySettings(CommonSettings):
     api_keys_file: Path | None = Field(
         None,
         validation_alias="GATEWAY_API_KEYS_FILE",
-        description="JSON or YAML mapping twin id -> API key or list of keys.",
+        description="JSON or YAML mapping twin id -> API key or list of keys; or a directory "
+        "(a mounted Secret) with one file per twin id holding its key(s).",
     )
     api_keys_reload_seconds: float = Field(
         5.0,

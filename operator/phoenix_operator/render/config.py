@@ -20,6 +20,10 @@ from phoenix_operator.render.common import Manifest, RenderContext, metadata, st
 SANDBOX_DIR = "/sandbox"
 TOOLS_POLICY_DIR = "/etc/phoenix/tools"
 TOOLS_POLICY_KEY = "policy.json"
+# The gateway reads a directory of one file per twin id holding its key(s): the
+# API-key Secret is mounted there with its key renamed to the twin's name, so the
+# key itself never passes through the operator or an environment variable.
+GATEWAY_KEYS_DIR = "/etc/phoenix/gateway-keys"
 
 
 def qdrant_url(twin: Twin, ctx: RenderContext) -> str:
@@ -35,13 +39,14 @@ def settings_env(twin: Twin, component: Component, ctx: RenderContext) -> dict[s
             "GATEWAY_PORT": str(naming.PORTS["gateway"]),
             "ORCHESTRATOR_URL": f"http://{naming.component_name(twin, 'orchestrator')}:"
             f"{naming.PORTS['orchestrator']}",
+            "GATEWAY_API_KEYS_FILE": GATEWAY_KEYS_DIR,
         }
         if spec.gateway.telemetry_url:
             env["TELEMETRY_URL"] = spec.gateway.telemetry_url
         if spec.gateway.auth.jwt is not None:
             env["GATEWAY_JWT_ISSUER"] = spec.gateway.auth.jwt.issuer
             env["GATEWAY_JWT_AUDIENCE"] = spec.gateway.auth.jwt.audience
-            env["GATEWAY_JWKS_URL"] = spec.gateway.auth.jwt.jwks_url
+            env["GATEWAY_JWT_JWKS_URL"] = spec.gateway.auth.jwt.jwks_url
     elif component == "orchestrator":
         env = {
             "ORCHESTRATOR_HTTP_PORT": str(naming.PORTS["orchestrator"]),
@@ -60,11 +65,13 @@ def settings_env(twin: Twin, component: Component, ctx: RenderContext) -> dict[s
             "MEMORY_METRICS_PORT": str(naming.METRICS_PORTS["memory"]),
             "MEMORY_BACKEND": "qdrant",
             "QDRANT_URL": qdrant_url(twin, ctx),
-            "QDRANT_REQUIRED": "true",
             "EMBEDDING_PROVIDER": spec.memory.embedding.provider,
             "EMBEDDING_MODEL_DIM": str(spec.memory.embedding.dimension),
-            "MEMORY_NAMESPACES": ",".join(spec.memory.namespaces),
         }
+        if spec.memory.embedding.url:
+            env["EMBEDDING_URL"] = spec.memory.embedding.url
+        if spec.memory.embedding.model:
+            env["EMBEDDING_MODEL"] = spec.memory.embedding.model
     else:
         env = {
             "TOOLS_GRPC_PORT": str(naming.PORTS["tools"]),
@@ -73,6 +80,9 @@ def settings_env(twin: Twin, component: Component, ctx: RenderContext) -> dict[s
             "TOOLS_POLICY_FILE": f"{TOOLS_POLICY_DIR}/{TOOLS_POLICY_KEY}",
             "TOOLS_USE_BWRAP": "true" if spec.tools.sandbox == "bwrap" else "false",
             "TOOLS_EXEC_TIMEOUT_MS": str(spec.tools.timeout_ms),
+            # sandbox: cwd is the user's explicit choice; without it the tools
+            # service fails closed when bubblewrap is unavailable.
+            "TOOLS_ALLOW_UNSANDBOXED": "true" if spec.tools.sandbox == "cwd" else "false",
         }
     return {**env, **common}
 
@@ -84,11 +94,6 @@ def _secret_env(name: str, ref: SecretKeyRef) -> dict[str, Any]:
 def secret_env(twin: Twin, component: Component) -> list[dict[str, Any]]:
     """Env vars read from Secrets; the values never pass through the operator."""
     spec = twin.spec
-    if component == "gateway":
-        ref = spec.gateway.auth.api_key_secret_ref or SecretKeyRef(
-            name=naming.gateway_api_key_secret(twin), key=naming.GATEWAY_API_KEY
-        )
-        return [_secret_env("GATEWAY_API_KEY", ref)]
     if component == "orchestrator" and spec.llm.api_key_secret_ref is not None:
         return [_secret_env("OPENROUTER_API_KEY", spec.llm.api_key_secret_ref)]
     if component == "memory":
@@ -101,15 +106,24 @@ def secret_env(twin: Twin, component: Component) -> list[dict[str, Any]]:
     return []
 
 
+def gateway_api_key_ref(twin: Twin) -> SecretKeyRef:
+    """The Secret key holding the gateway's API key: the user's, or the generated one."""
+    return twin.spec.gateway.auth.api_key_secret_ref or SecretKeyRef(
+        name=naming.gateway_api_key_secret(twin), key=naming.GATEWAY_API_KEY
+    )
+
+
 def tools_policy(twin: Twin) -> str:
-    """The tools policy file (JSON) the tools service reads from TOOLS_POLICY_FILE."""
+    """The tools policy file (JSON) the tools service reads from TOOLS_POLICY_FILE.
+
+    In the tools service's format (docs/tools.md): one entry, ``"*"``, for every
+    twin id served by this PhoenixTwin's stack. Timeout and sandbox mode are env.
+    """
     policy = twin.spec.tools.policy
     return json.dumps(
         {
-            "allowed": list(policy.allowed),
             "restricted": list(policy.restricted),
-            "timeoutMs": twin.spec.tools.timeout_ms,
-            "sandbox": twin.spec.tools.sandbox,
+            "twins": {"*": {"allowed": list(policy.allowed), "programs": list(policy.programs)}},
         },
         indent=2,
         sort_keys=True,

@@ -107,6 +107,21 @@ def deployment(twin: Twin, component: Component, ctx: RenderContext) -> Manifest
         "containers": [container],
         "volumes": volumes,
     }
+    if component == "gateway":
+        key = config.gateway_api_key_ref(twin)
+        container["volumeMounts"] += [
+            {"name": "api-keys", "mountPath": config.GATEWAY_KEYS_DIR, "readOnly": True}
+        ]
+        volumes += [
+            {
+                "name": "api-keys",
+                "secret": {
+                    "secretName": key.name,
+                    "items": [{"key": key.key, "path": twin.name}],
+                    "defaultMode": 0o440,
+                },
+            }
+        ]
     if component == "tools":
         container["volumeMounts"] += [
             {"name": "sandbox", "mountPath": config.SANDBOX_DIR},
