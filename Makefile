@@ -54,6 +54,29 @@ test-e2e: deps ## Tests on a real control plane (started unless KUBECONFIG point
 bench: deps ## Benchmarks, side by side, as ratios (bench/)
 	$(PY) -m bench
 
+##@ Images
+
+IMAGE_PREFIX ?= ghcr.io/phoenixtwin/phoenix-
+IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)
+IMAGE_COMPONENTS := gateway orchestrator memory tools operator
+DOCKER ?= docker
+
+images: ## Build the container images (needs Docker): $(IMAGE_PREFIX)<component>:$(IMAGE_TAG)
+	@command -v $(DOCKER) >/dev/null || { echo "make images needs Docker (or DOCKER=podman)" >&2; exit 1; }
+	@set -e; for c in $(IMAGE_COMPONENTS); do \
+	  f=images/$$c/Dockerfile; [[ $$c == operator ]] && f=operator/Dockerfile; \
+	  echo "building $(IMAGE_PREFIX)$$c:$(IMAGE_TAG) from $$f"; \
+	  $(DOCKER) build -f $$f -t $(IMAGE_PREFIX)$$c:$(IMAGE_TAG) \
+	    --build-arg VERSION=$(IMAGE_TAG) \
+	    --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+	    --build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) . ; \
+	done
+
+kind-load: images ## Load the images into the kind cluster of `make kind-up`
+	@set -e; for c in $(IMAGE_COMPONENTS); do \
+	  kind load docker-image --name phoenixtwin $(IMAGE_PREFIX)$$c:$(IMAGE_TAG); \
+	done
+
 ##@ Clusters
 
 control-plane: deps ## Build (or find cached) etcd, kube-apiserver, KCM, scheduler, kubectl, kwok
@@ -76,4 +99,4 @@ clean: ## Remove the venv and local state (keeps the control-plane cache)
 	-$(MAKE) cluster-down
 	rm -rf $(VENV) .cluster .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help run deps system-deps protos lint fmt test test-unit test-e2e bench control-plane cluster-up cluster-down kind-up kind-down clean
+.PHONY: images kind-load help run deps system-deps protos lint fmt test test-unit test-e2e bench control-plane cluster-up cluster-down kind-up kind-down clean

@@ -18,9 +18,13 @@ AREAS = ("cluster", "memory", "tools", "chat", "operator")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__)
-    parser.add_argument("areas", nargs="*", default=list(AREAS), choices=[*AREAS, []])
+    parser.add_argument("areas", nargs="*", metavar="AREA", help=f"any of {', '.join(AREAS)}")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
+    unknown = [area for area in args.areas if area not in AREAS]
+    if unknown:
+        parser.error(f"unknown area(s) {', '.join(unknown)}; choose from {', '.join(AREAS)}")
+    args.areas = args.areas or list(AREAS)
     figures: list[Figure] = []
     failed: list[str] = []
     for area in args.areas:

@@ -135,6 +135,11 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Sta
             client,
             QdrantConnector(
                 default_url=state.settings.default_qdrant_url,
+                default_api_key=(
+                    state.settings.default_qdrant_api_key.get_secret_value()
+                    if state.settings.default_qdrant_api_key
+                    else None
+                ),
                 local_path=state.settings.qdrant_local_path,
                 timeout=state.settings.qdrant_timeout_seconds,
             ),

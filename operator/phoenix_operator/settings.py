@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
 from phoenix_common.settings import CommonSettings
@@ -59,6 +59,11 @@ class OperatorSettings(CommonSettings):
         "http://qdrant.phoenix-system.svc:6334",
         validation_alias="PHOENIX_OPERATOR_DEFAULT_QDRANT_URL",
         description="Qdrant gRPC endpoint used when a twin sets no spec.memory.qdrant.url.",
+    )
+    default_qdrant_api_key: SecretStr | None = Field(
+        None,
+        validation_alias="PHOENIX_OPERATOR_DEFAULT_QDRANT_API_KEY",
+        description="API key of the default Qdrant, for the operator's own collection calls.",
     )
     qdrant_local_path: Path | None = Field(
         None,

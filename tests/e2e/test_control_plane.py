@@ -44,9 +44,10 @@ def test_a_deployment_becomes_available(kube_cluster: KubeCluster, namespace: st
     wait_for(available, what="Deployment web to be Available with 2 ready replicas")
     pods = kube_cluster.get("pods", "-n", namespace, "-l", "app=web")["items"]
     assert len(pods) == 2
-    # The real scheduler bound them to the kwok node, and kwok marked them Running.
-    assert {pod["spec"]["nodeName"] for pod in pods} == {"kwok-node-0"}
     assert {pod["status"]["phase"] for pod in pods} == {"Running"}
+    if kube_cluster.local:
+        # The real scheduler bound them to the kwok node, and kwok marked them Running.
+        assert {pod["spec"]["nodeName"] for pod in pods} == {"kwok-node-0"}
 
 
 def test_deleting_an_owner_garbage_collects_its_child(

@@ -90,3 +90,30 @@ def test_the_longest_child_name_of_the_longest_twin_fits_a_dns_label() -> None:
     names = [naming.env_configmap(twin, c) for c in COMPONENTS]
     names += [naming.gateway_api_key_secret(twin), naming.default_deny_policy(twin)]
     assert max(len(n) for n in names) <= 63
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.mark.parametrize(
+    "path", sorted(p.name for p in EXAMPLES.glob("*.yaml") if p.name != "kustomization.yaml")
+)
+def test_every_example_twin_is_valid_after_defaulting(path: str) -> None:
+    twins = [
+        doc
+        for doc in yaml.safe_load_all((EXAMPLES / path).read_text())
+        if isinstance(doc, dict) and doc.get("kind") == "PhoenixTwin"
+    ]
+    assert twins, f"{path} declares no PhoenixTwin"
+    for doc in twins:
+        spec = TwinSpec.model_validate(apply_schema_defaults(spec_schema(), doc.get("spec") or {}))
+        assert len(doc["metadata"]["name"]) <= MAX_TWIN_NAME
+        assert spec.memory.reclaim_policy in ("Retain", "Delete")
+
+
+def test_the_examples_kustomization_lists_only_existing_files() -> None:
+    kustomization = yaml.safe_load((EXAMPLES / "kustomization.yaml").read_text())
+    assert kustomization["kind"] == "Kustomization"
+    assert kustomization["resources"]
+    for resource in kustomization["resources"]:
+        assert (EXAMPLES / resource).is_file(), resource

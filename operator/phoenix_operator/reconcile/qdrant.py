@@ -44,8 +44,18 @@ def collections(twin: Twin) -> list[str]:
 class QdrantConnector:
     """Opens a client for a twin's Qdrant: the network endpoint, or local mode in tests."""
 
-    def __init__(self, *, default_url: str, local_path: Path | None, timeout: float) -> None:
+    def __init__(
+        self,
+        *,
+        default_url: str,
+        local_path: Path | None,
+        timeout: float,
+        default_api_key: str | None = None,
+    ) -> None:
         self._default_url = default_url
+        # Only for the operator's own calls to the default Qdrant: a twin's memory
+        # pods need a Secret of their own namespace (spec.memory.qdrant.apiKeySecretRef).
+        self._default_api_key = default_api_key
         self._local_path = local_path
         self._timeout = timeout
         self._local_locks: dict[Path, asyncio.Lock] = {}
@@ -68,6 +78,8 @@ class QdrantConnector:
                 finally:
                     await client.close()
             return
+        if twin.spec.memory.qdrant.url is None and api_key is None:
+            api_key = self._default_api_key
         parts = urlsplit(twin.spec.memory.qdrant.url or self._default_url)
         client = AsyncQdrantClient(
             host=parts.hostname or "127.0.0.1",
