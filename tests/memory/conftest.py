@@ -143,7 +143,9 @@ def grpcurl() -> Path:
     if not binary.is_file():
         go = shutil.which("go")
         if go is None:
-            pytest.skip("grpcurl is not built and Go is not installed to build it")
+            pytest.fail(
+                "grpcurl is not built and Go is not installed to build it (.ci/run needs Go)"
+            )
         subprocess.run(
             [go, "install", f"github.com/fullstorydev/grpcurl/cmd/grpcurl@{GRPCURL_VERSION}"],
             env={**os.environ, "GOBIN": str(cache)},

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib.util
 import json
 import math
 import os
@@ -26,11 +25,6 @@ import pytest
 from phoenix_common.stubs import memory_pb2, memory_pb2_grpc
 from phoenix_orchestrator.app import create_app
 from tests.orchestrator.conftest import FakeClock, SettingsFactory, serving, unused_port
-
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("phoenix_memory.__main__") is None,
-    reason="phoenix-memory is not built yet",
-)
 
 DIM = 32
 SESSION = {"twin_id": "twin-sentinel", "session_id": "real-memory"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import subprocess
@@ -24,11 +23,6 @@ from tests.orchestrator.conftest import (
     completion,
     serving,
     unused_port,
-)
-
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("phoenix_tools.__main__") is None,
-    reason="phoenix-tools is not built yet",
 )
 
 SESSION = {"twin_id": "twin-sentinel", "session_id": "real-tools"}
