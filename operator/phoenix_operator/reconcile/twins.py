@@ -65,10 +65,6 @@ class Runtime:
     # The last rendering, reused while the twin's uid, generation and key are unchanged:
     # child events arrive by the thousand and rendering is the costly part of a reconcile.
     namespace_terminating: bool = False  # everything is going away: stop re-applying
-    # Whether this process has listed the twin's children: until then the cache (fed by
-    # watches that start in any order) may miss some, and a missing child would be
-    # re-applied needlessly. A twin that has no status yet has no children to miss.
-    refreshed: bool = False
     new_twin: bool | None = None  # first seen without a status: created while we watched
     rendered_for: tuple[str, int, str | None] | None = None
     rendered: list[Manifest] = field(default_factory=list)
@@ -162,9 +158,8 @@ class Reconciler:
             await self._write_status(key, runtime, body, None, outcome)
             return outcome
         runtime.problems.pop("spec", None)
-        if refresh or (not runtime.refreshed and body.get("status")):
+        if refresh:
             await self._refresh_children(twin)
-        runtime.refreshed = True
         if runtime.namespace_terminating:
             return outcome
         if not twin.spec.suspend:
