@@ -603,6 +603,8 @@ def test_production_example_without_its_qdrant_is_degraded(stack: Stack) -> None
     assert example is not None, "examples/ has no twin with spec.memory.qdrant.url"
     kube = stack.release.kube
     if not kube.local:
+        # The premise (no Qdrant at that URL) holds only on the local control plane, where
+        # this test always runs (CI included); on kind or a real cluster it may be reachable.
         pytest.skip("on a real cluster the example's Qdrant URL may well be reachable")
     name = example["metadata"]["name"]
     secrets: dict[str, dict[str, Any]] = {}
