@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import logging
 from datetime import date
+from typing import TYPE_CHECKING
 
 from phoenix_orchestrator.actions import dump_action
 from phoenix_orchestrator.observability import Metrics
-from phoenix_orchestrator.planning import Plan, deterministic
-from phoenix_orchestrator.planning.llm import LLMPlanner, LLMPlanningError
+from phoenix_orchestrator.planning import LLMPlanningError, Plan, deterministic
+
+if TYPE_CHECKING:
+    from phoenix_orchestrator.planning.llm import LLMPlanner
 
 logger = logging.getLogger(__name__)
 
