@@ -53,6 +53,7 @@ def _utc_now() -> datetime:
 
 
 UNTRACED_PATHS = frozenset({"/health", "/metrics"})
+MAX_LABEL_SETS = 256
 
 
 def _untraced(scope: MutableMapping[str, Any]) -> bool:
@@ -142,11 +143,26 @@ def create_app(
     )
     app.state.settings = settings
     app.state.metrics = app_metrics
-    for router in (health.router, chat.router, approvals.router, metrics.router):
+    # /chat first: routes are matched in order, and it takes nearly every request.
+    app.add_route("/chat", chat.chat, methods=["POST"], include_in_schema=False)
+    for router in (health.router, approvals.router, metrics.router):
         app.include_router(router)
+    _document_chat_route(app)
     install_error_handlers(app)
     app.add_middleware(RequestMetrics, metrics=app_metrics)
     return app
+
+
+def _document_chat_route(app: FastAPI) -> None:
+    """Add the plain ``/chat`` route to the generated OpenAPI document."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()
+        schema.setdefault("paths", {}).setdefault("/chat", {})["post"] = chat.openapi_operation()
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def error_reply(status_code: int, code: str, message: str, **extra: object) -> JSONResponse:
@@ -203,23 +219,47 @@ class RequestMetrics:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._cache: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
+        status, route = 500, "unmatched"
 
         async def send_and_count(message: Message) -> None:
-            nonlocal status
+            nonlocal status, route
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, route = message["status"], _route_template(scope)
             await send(message)
 
         try:
             await self.app(scope, receive, send_and_count)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.requests.labels(route=route, status_code=str(status)).inc()
-            self.metrics.request_seconds.labels(route=route).observe(time.perf_counter() - started)
+            count, timing = self._children(route, status)
+            count.inc()
+            timing.observe(time.perf_counter() - started)
+
+    def _children(self, route: str, status: int) -> tuple[Any, Any]:
+        """The labelled counter and histogram, looked up once per (route, status)."""
+        key = (route, status)
+        children = self._cache.get(key)
+        if children is None:
+            children = (
+                self.metrics.requests.labels(route=route, status_code=str(status)),
+                self.metrics.request_seconds.labels(route=route),
+            )
+            if len(self._cache) < MAX_LABEL_SETS:  # route templates, never raw paths
+                self._cache[key] = children
+        return children
+
+
+def _route_template(scope: Scope) -> str:
+    """The matched route's template, read while the response starts (routing resets it)."""
+    template = getattr(scope.get("route"), "path", None)
+    if template is not None:
+        return str(template)
+    # A plain Starlette route (/chat, the docs) sets no template, and none of this
+    # app's has path parameters: its path is its template.
+    return str(scope["path"]) if "endpoint" in scope else "unmatched"

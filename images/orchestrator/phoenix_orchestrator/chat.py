@@ -138,9 +138,9 @@ class ChatService:
                 f"llm_planning_failed: deterministic planner used ({plan.planner_error})"
             )
         reply = await self._dispatch(request, plan, job_id, actions)
-        return reply.model_copy(
-            update={"planner": plan.planner, "planner_error": plan.planner_error}
-        )
+        # Set after validation: both are plain strings the planner produced.
+        reply.planner, reply.planner_error = plan.planner, plan.planner_error
+        return reply
 
     async def _dispatch(
         self, request: ChatRequest, plan: Plan, job_id: str, actions: list[str]
