@@ -156,7 +156,10 @@ def test_telemetry_settings_read_the_originals_variables() -> None:
 @pytest.mark.parametrize(
     ("module", "unwanted"),
     [
-        ("phoenix_gateway.telemetry.server", ("pydantic", "fastapi", "starlette", "opentelemetry")),
+        (
+            "phoenix_gateway.telemetry.server",
+            ("pydantic", "fastapi", "opentelemetry", "prometheus_client"),
+        ),
         ("phoenix_gateway.app", ("grpc", "jwt", "yaml", "httpx", "opentelemetry.sdk")),
     ],
 )

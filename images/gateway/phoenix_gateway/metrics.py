@@ -1,8 +1,8 @@
-"""The gateway's and the telemetry producer's Prometheus metrics (prometheus_client only).
+"""The gateway's Prometheus metrics (prometheus_client only).
 
 Module-level (prometheus_client's registry is per process); no twin ids or other
-tenant data in any label. Kept apart from ``observability`` so the telemetry
-producer can count without importing the web framework.
+tenant data in any label. The telemetry producer renders its two with the same
+names itself (``telemetry.metrics``), for its memory budget.
 """
 
 from __future__ import annotations

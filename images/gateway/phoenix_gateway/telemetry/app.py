@@ -14,13 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-from phoenix_gateway import metrics
+from phoenix_gateway.telemetry.metrics import CONTENT_TYPE, TelemetryMetrics
 from phoenix_gateway.telemetry.sampler import Sample, Sampler
 from phoenix_gateway.telemetry.settings import TelemetrySettings
 
@@ -49,6 +46,7 @@ class TelemetryApp:
     def __init__(self, settings: TelemetrySettings) -> None:
         self.settings = settings
         self.sampler = Sampler(settings.interval_ms / 1000)
+        self.metrics = TelemetryMetrics()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -56,7 +54,6 @@ class TelemetryApp:
             return
         if scope["type"] != "http":
             return
-        started = time.perf_counter()
         path, method = scope["path"], scope["method"]
         route = path if path in ("/health", "/metrics", STREAM_PATH) else "unmatched"
         if method not in ("GET", "HEAD"):
@@ -65,20 +62,14 @@ class TelemetryApp:
             body = b'{"service":"phoenix-telemetry","status":"ok"}'
             status = await _respond(send, 200, body, b"application/json")
         elif path == "/metrics":
-            status = await _respond(send, 200, generate_latest(), CONTENT_TYPE_LATEST.encode())
+            status = await _respond(send, 200, self.metrics.render(), CONTENT_TYPE.encode())
         elif path == STREAM_PATH:
-            metrics.HTTP_DURATION.labels("telemetry", route, method).observe(
-                time.perf_counter() - started
-            )
-            metrics.HTTP_REQUESTS.labels("telemetry", route, method, "200").inc()
+            self.metrics.requests[route, method, "200"] += 1
             await self._stream(receive, send)
             return
         else:
             status = await _respond(send, 404, b"Not Found", b"text/plain")
-        metrics.HTTP_DURATION.labels("telemetry", route, method).observe(
-            time.perf_counter() - started
-        )
-        metrics.HTTP_REQUESTS.labels("telemetry", route, method, str(status)).inc()
+        self.metrics.requests[route, method, str(status)] += 1
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         task: asyncio.Task[None] | None = None
@@ -98,7 +89,7 @@ class TelemetryApp:
     async def _stream(self, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
         gone = asyncio.create_task(_disconnected(receive))
-        metrics.SSE_STREAMS.labels("telemetry").inc()
+        self.metrics.open_streams += 1
         keepalive = self.settings.keepalive_seconds
         try:
             loop = asyncio.get_running_loop()
@@ -117,7 +108,7 @@ class TelemetryApp:
                     next_keepalive = loop.time() + keepalive
             sample.cancel()
         finally:
-            metrics.SSE_STREAMS.labels("telemetry").dec()
+            self.metrics.open_streams -= 1
             gone.cancel()
 
 
