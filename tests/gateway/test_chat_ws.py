@@ -203,3 +203,21 @@ async def test_a_key_for_one_twin_never_reaches_another(gateway: Gateway) -> Non
         error = json.loads(await ws.recv())
     assert error["details"] == "User ID mismatch between path and request payload."
     assert gateway.orchestrator.chats == []
+
+
+async def test_parallel_sockets_each_get_their_own_replies(gateway: Gateway) -> None:
+    """Sockets share the upstream connection pool; no reply reaches another socket."""
+    gateway.orchestrator.delay = 0.002
+
+    async def one_socket(socket: int) -> list[str]:
+        async with connect(f"{gateway.ws_url}/ws/chat/twin-a?token={KEY_A}") as ws:
+            contents = []
+            for n in range(25):
+                await ws.send(frame(f"s{socket} m{n}"))
+                contents.append((await reply(ws))["content"])
+            return contents
+
+    results = await asyncio.gather(*(one_socket(s) for s in range(6)))
+    for socket, contents in enumerate(results):
+        assert contents == [f"I understand you said: 's{socket} m{n}'." for n in range(25)]
+    assert len(gateway.orchestrator.chats) == 150

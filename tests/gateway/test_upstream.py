@@ -197,3 +197,36 @@ def test_a_stream_yields_chunks_as_they_arrive(run: Callable[..., Any]) -> None:
         assert body == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
 
     run(scenario())
+
+
+def test_concurrent_requests_each_get_their_own_response(run: Callable[..., Any]) -> None:
+    """Many sockets' requests at once: no response is ever handed to another request."""
+
+    async def slow_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head, body = await read_request(reader)
+                await asyncio.sleep((int(body) % 7) / 1000)  # answers finish out of order
+                writer.write(echo(head, body))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(slow_echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = UpstreamClient(f"http://127.0.0.1:{port}", timeout=30, max_idle=8)
+
+        async def one_socket(socket: int) -> list[bool]:
+            results = []
+            for n in range(40):
+                body = b"%d" % (socket * 1000 + n)
+                results.append((await client.request("POST", "/chat", body=body)).body == body)
+            return results
+
+        outcomes = await asyncio.gather(*(one_socket(s) for s in range(12)))
+        await client.aclose()
+        server.close()
+        assert all(all(results) for results in outcomes)
+
+    run(scenario())
