@@ -41,7 +41,9 @@ OPERATOR = Path(sys.executable).parent / "phoenix-operator"
 VALUES = REPO / "tests" / "helm" / "values"
 EXAMPLES = REPO / "examples"
 CRD_NAME = "phoenixtwins.phoenixtwin.io"
-TWIN_CHILD_KINDS = "serviceaccounts,configmaps,secrets,services,deployments,networkpolicies"
+TWIN_CHILD_KINDS = (
+    "serviceaccounts,configmaps,secrets,services,deployments,statefulsets,networkpolicies"
+)
 
 
 def ready_timeout(kube: KubeCluster) -> float:
@@ -712,7 +714,8 @@ def test_upgrade_with_changed_values_keeps_twins_ready(stack: Stack) -> None:
     name = ready_example(stack)
 
     def generations() -> dict[str, int]:
-        items = kube.get("deployments", "-n", stack.twins_ns, "-l", f"phoenixtwin.io/twin={name}")
+        selector = f"phoenixtwin.io/twin={name}"
+        items = kube.get("deployments,statefulsets", "-n", stack.twins_ns, "-l", selector)
         return {d["metadata"]["name"]: d["metadata"]["generation"] for d in items["items"]}
 
     before = generations()
@@ -770,7 +773,8 @@ def test_uninstall_leaves_twins_and_their_data_per_reclaim_policy(stack: Stack) 
     assert kube.kubectl("get", "crd", CRD_NAME, check=False).returncode == 0
     body = kube.get("ptwin", kept, "-n", stack.twins_ns)
     assert condition(body, "Ready")["status"] == "True"
-    children = kube.get("deployments", "-n", stack.twins_ns, "-l", f"phoenixtwin.io/twin={kept}")
+    selector = f"phoenixtwin.io/twin={kept}"
+    children = kube.get("deployments,statefulsets", "-n", stack.twins_ns, "-l", selector)
     assert len(children["items"]) == 4
     if kube.local:
         remaining = release.collections(stack.twins_ns)

@@ -45,7 +45,7 @@ NAMESPACED_RULES: list[dict[str, Any]] = [
         "resources": ["configmaps", "secrets", "serviceaccounts", "services"],
         "verbs": CHILD_VERBS,
     },
-    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": CHILD_VERBS},
+    {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets"], "verbs": CHILD_VERBS},
     {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": CHILD_VERBS},
     {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": CHILD_VERBS},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
