@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from phoenix_operator.render import quantity
 from tests.e2e.kube import KubeCluster
 from tests.e2e.operator_process import CRD, install_crd, twin
 
@@ -106,3 +107,33 @@ def test_a_twin_stored_before_the_rule_still_applies_unchanged_but_cannot_grow(
         assert REPLICAS_MESSAGE in out
     code, out = apply(kube_cluster, twin("legacy", namespace, {"orchestrator": {"replicas": 1}}))
     assert code == 0, out
+
+
+def test_the_renderer_spells_quantities_as_the_api_server_stores_them(
+    kube_cluster: KubeCluster, namespace: str
+) -> None:
+    """render.quantity.canonical against the API server's own canonical form (a dry run)."""
+    spelled = ["1Gi", "1024Mi", "1536Mi", "0.5Gi", "0.5Ki", "0.5", "1000m", "2000", "1.5G", "0.3Ki"]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "quantities", "namespace": namespace},
+        "spec": {
+            "containers": [
+                {
+                    "name": f"c{i}",
+                    "image": "example.invalid/none",
+                    "resources": {"requests": {"memory": q}},
+                }
+                for i, q in enumerate(spelled)
+            ]
+        },
+    }
+    result = kube_cluster.kubectl(
+        "create", "--dry-run=server", "-o", "json", "-f", "-", stdin=json.dumps(pod)
+    )
+    stored = [
+        c["resources"]["requests"]["memory"]
+        for c in json.loads(result.stdout)["spec"]["containers"]
+    ]
+    assert [quantity.canonical(q) for q in spelled] == stored

@@ -10,7 +10,7 @@ import pytest
 
 from phoenix_operator import render
 from phoenix_operator.api import COMPONENTS, Twin
-from phoenix_operator.render import RenderContext, workloads
+from phoenix_operator.render import RenderContext, quantity, workloads
 
 GENERATED = {"alice-gateway-api-key": "generated-key", "alice-gateway-session": "session-key"}
 
@@ -306,3 +306,44 @@ def test_an_external_telemetry_url_means_no_sidecar(
 ) -> None:
     twin = twin_factory({"gateway": {"telemetryUrl": "https://telemetry.example"}})
     assert [c["name"] for c in pod(twin, "gateway", ctx)["containers"]] == ["gateway"]
+
+
+@pytest.mark.parametrize(
+    ("spelled", "stored"),
+    [
+        ("1Gi", "1Gi"),
+        ("1024Mi", "1Gi"),
+        ("1536Mi", "1536Mi"),
+        ("0.5Gi", "512Mi"),
+        ("0.5Ki", "512"),
+        ("128Mi", "128Mi"),
+        ("0.5", "500m"),
+        ("1000m", "1"),
+        ("50m", "50m"),
+        ("2000", "2k"),
+        ("1.5G", "1500M"),
+        ("0", "0"),
+    ],
+)
+def test_quantities_are_rendered_as_the_api_server_stores_them(spelled: str, stored: str) -> None:
+    """Otherwise every live object differs from its rendering and is re-applied on each resync."""
+    assert quantity.canonical(spelled) == stored
+
+
+def test_resources_and_the_claim_use_canonical_quantities(
+    twin_factory: Callable[..., Twin], ctx: RenderContext
+) -> None:
+    twin = twin_factory(
+        {
+            "orchestrator": {
+                "resources": {"requests": {"cpu": "0.5", "memory": "1024Mi"}},
+                "storage": {"size": "2048Mi"},
+            }
+        }
+    )
+    spec = workloads.workload(twin, "orchestrator", ctx)["spec"]
+    assert spec["template"]["spec"]["containers"][0]["resources"]["requests"] == {
+        "cpu": "500m",
+        "memory": "1Gi",
+    }
+    assert spec["volumeClaimTemplates"][0]["spec"]["resources"]["requests"] == {"storage": "2Gi"}

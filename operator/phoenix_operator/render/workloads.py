@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from phoenix_operator import naming
 from phoenix_operator.api import MAX_ORCHESTRATOR_REPLICAS, Component, Twin
-from phoenix_operator.render import config
+from phoenix_operator.render import config, quantity
 from phoenix_operator.render.common import (
     Manifest,
     RenderContext,
@@ -105,7 +105,7 @@ def _resources(twin: Twin, component: Component) -> dict[str, Any]:
     for part in ("requests", "limits"):
         values = getattr(resources, part).model_dump(exclude_none=True)
         if values:
-            rendered[part] = values
+            rendered[part] = {name: quantity.canonical(q) for name, q in values.items()}
     return rendered
 
 
@@ -242,7 +242,7 @@ def _state_claim(twin: Twin) -> dict[str, Any]:
     storage = twin.spec.orchestrator.storage
     claim: dict[str, Any] = {
         "accessModes": ["ReadWriteOnce"],
-        "resources": {"requests": {"storage": storage.size}},
+        "resources": {"requests": {"storage": quantity.canonical(storage.size)}},
     }
     if storage.storage_class_name:
         claim["storageClassName"] = storage.storage_class_name
