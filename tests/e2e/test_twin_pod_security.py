@@ -103,5 +103,5 @@ def test_the_bwrap_tools_pod_is_refused_by_baseline_for_exactly_the_documented_r
 ) -> None:
     ok, err = admitted(kube_cluster, pod_of(make_twin(), "tools", level_namespaces["baseline"]))
     assert not ok
-    for reason in ("seccompProfile", "procMount", "appArmorProfile"):
+    for reason in ("seccompProfile", "procMount", "AppArmor profile"):
         assert reason in err, err
