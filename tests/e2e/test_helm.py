@@ -462,14 +462,33 @@ def test_rendered_chart_passes_server_side_dry_run(kube_cluster: KubeCluster) ->
             ],
         }
         for variant, extra in variants.items():
+            release = f"dry{variant}"
+            # What `helm install` applies (test hooks are applied only by `helm test`)...
             rendered = helm(
-                *template_args("--include-crds", *extra, release=f"dry{variant}", namespace=system)
+                *template_args(
+                    "--include-crds", "--skip-tests", *extra, release=release, namespace=system
+                )
             ).stdout
             result = kube_cluster.kubectl(
                 "apply", "--dry-run=server", "--server-side", "-f", "-", stdin=rendered, check=False
             )
             assert result.returncode == 0, f"{variant}: {result.stderr}"
             assert "deployment.apps/dry" in result.stdout, result.stdout
+            # ...then the test hooks in their weight order: the ServiceAccount for real (the
+            # Pod's admission looks it up), the Pod as a dry run.
+            hooks = helm(
+                *template_args(
+                    "--show-only", "templates/tests/test-operator.yaml", *extra,
+                    release=release, namespace=system,
+                )
+            ).stdout  # fmt: skip
+            account, pod = (d for d in yaml.safe_load_all(hooks) if d)
+            kube_cluster.apply(account)
+            result = kube_cluster.kubectl(
+                "apply", "--dry-run=server", "--server-side", "-f", "-",
+                stdin=json.dumps(pod), check=False,
+            )  # fmt: skip
+            assert result.returncode == 0, f"{variant} test hook: {result.stderr}"
     finally:
         delete_namespaces(kube_cluster, system, served)
 
