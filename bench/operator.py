@@ -77,14 +77,17 @@ def _rendered_objects(namespaces: list[str]) -> list[dict[str, Any]]:
             },
             "spec": {},
         }
-        for manifest in render.children(Twin.from_body(body), render.RenderContext(), "k" * 43):
+        twin = Twin.from_body(body)
+        generated = {secret.name: "k" * 43 for secret in render.generated_secrets(twin)}
+        for manifest in render.children(twin, render.RenderContext(), generated):
             manifest["metadata"].pop("ownerReferences")
             objects.append(manifest)
     return objects
 
 
-def _available_deployments(kube: KubeCluster, namespaces: list[str]) -> int:
-    items = kube.get("deployments", "-A")["items"]
+def _available_workloads(kube: KubeCluster, namespaces: list[str]) -> int:
+    """Deployments and StatefulSets (the orchestrator) fully available."""
+    items = kube.get("deployments,statefulsets", "-A")["items"]
     return sum(
         1
         for d in items
@@ -144,8 +147,8 @@ def _baseline(kube: KubeCluster) -> float:
         timeout=TIMEOUT,
     )
     wait_for(
-        lambda: _available_deployments(kube, namespaces) == TWINS * 4,
-        what="every baseline Deployment available",
+        lambda: _available_workloads(kube, namespaces) == TWINS * 4,
+        what="every baseline workload available",
         timeout=TIMEOUT,
         interval=0.5,
     )

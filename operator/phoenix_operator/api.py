@@ -84,8 +84,22 @@ class GatewaySpec(ComponentSpec):
     telemetry_url: str | None = None
 
 
+# The orchestrator's approval store is one SQLite file on its volume: one writer.
+MAX_ORCHESTRATOR_REPLICAS = 1
+
+
+class OrchestratorStorage(_Model):
+    """The orchestrator's PersistentVolumeClaim (immutable: a StatefulSet's claim template)."""
+
+    size: str = Field("1Gi", max_length=32)
+    storage_class_name: str | None = Field(None, min_length=1, max_length=253)
+
+
 class OrchestratorSpec(ComponentSpec):
-    pass
+    """``replicas`` parses up to 20 so a twin stored before the CRD's limit of 1 still reads;
+    the rendering runs at most MAX_ORCHESTRATOR_REPLICAS and the status says so."""
+
+    storage: OrchestratorStorage = OrchestratorStorage()
 
 
 class QdrantSpec(_Model):

@@ -42,6 +42,7 @@ CHILD_RESOURCES = (
     ("", "v1", "secrets"),
     ("", "v1", "services"),
     ("apps", "v1", "deployments"),
+    ("apps", "v1", "statefulsets"),
     ("policy", "v1", "poddisruptionbudgets"),
     ("networking.k8s.io", "v1", "networkpolicies"),
 )

@@ -294,6 +294,36 @@ def _kubectl(bindir: Path, kubeconfig: Path, *args: str, stdin: str | None = Non
     return result.stdout
 
 
+DEFAULT_STORAGE_CLASS = {
+    "apiVersion": "storage.k8s.io/v1",
+    "kind": "StorageClass",
+    "metadata": {
+        "name": "standard",
+        "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+    },
+    "provisioner": "kubernetes.io/host-path",
+    "reclaimPolicy": "Delete",
+    "volumeBindingMode": "Immediate",
+}
+HOSTPATH_PV_DIR = Path("/tmp/hostpath_pv")  # fixed by kube-controller-manager
+
+
+def _remove_volume_dirs(state: ClusterState) -> None:
+    """The directories the hostpath provisioner made for this cluster's volumes (best effort)."""
+    with contextlib.suppress(ClusterError, OSError, subprocess.SubprocessError):
+        paths = _kubectl(
+            Path(state.bindir),
+            Path(state.kubeconfig),
+            "get",
+            "pv",
+            "-o",
+            "jsonpath={.items[*].spec.hostPath.path}",
+        ).split()
+        for path in map(Path, paths):
+            if path.parent == HOSTPATH_PV_DIR:
+                subprocess.run(["rm", "-rf", str(path)], check=False)
+
+
 FAKE_NODE = {
     "apiVersion": "v1",
     "kind": "Node",
@@ -388,6 +418,9 @@ def start(
             "--use-service-account-credentials=false",
             "--controllers=*",
             "--cluster-cidr=10.244.0.0/16",
+            # Dynamic PersistentVolumes (directories under /tmp/hostpath_pv) for the default
+            # StorageClass below: a twin's orchestrator claims one.
+            "--enable-hostpath-provisioner=true",
             "--v=1",
         ],
         "kube-scheduler": [
@@ -457,6 +490,7 @@ def start(
         )
         launch("kwok")
         _kubectl(bindir, kubeconfig, "apply", "-f", "-", stdin=json.dumps(FAKE_NODE))
+        _kubectl(bindir, kubeconfig, "apply", "-f", "-", stdin=json.dumps(DEFAULT_STORAGE_CLASS))
         _wait(
             "the kwok Node to become Ready",
             lambda: (
@@ -508,6 +542,9 @@ def stop(workdir: Path = DEFAULT_DIR, timeout: float = 15) -> list[str]:
     state = ClusterState.load(workdir)
     if state is None:
         return []
+    apiserver = state.pids.get("kube-apiserver")
+    if apiserver is not None and _alive(apiserver):
+        _remove_volume_dirs(state)
     killed: list[str] = []
     for name in reversed(COMPONENTS):
         pid = state.pids.get(name)

@@ -56,11 +56,15 @@ def wait_ready(kube: KubeCluster, namespace: str, name: str, timeout: float = 60
 
 
 def deployments(kube: KubeCluster, namespace: str, name: str) -> dict[str, dict[str, Any]]:
-    items = kube.get("deployments", "-n", namespace, "-l", f"phoenixtwin.io/twin={name}")["items"]
+    items = kube.get(
+        "deployments,statefulsets", "-n", namespace, "-l", f"phoenixtwin.io/twin={name}"
+    )["items"]
     return {item["metadata"]["labels"]["app.kubernetes.io/component"]: item for item in items}
 
 
-CHILD_KINDS = "serviceaccounts,configmaps,secrets,services,deployments,networkpolicies,pdb"
+CHILD_KINDS = (
+    "serviceaccounts,configmaps,secrets,services,deployments,statefulsets,networkpolicies,pdb"
+)
 
 
 def child_names(kube: KubeCluster, namespace: str, name: str) -> set[tuple[str, str]]:
@@ -82,19 +86,22 @@ def test_empty_spec_twin_gets_every_child_and_becomes_ready(
     assert child_names(kube_cluster, namespace, "alice") == {
         ("ServiceAccount", "alice"),
         ("Secret", "alice-gateway-api-key"),
+        ("Secret", "alice-gateway-session"),
         *{("ConfigMap", f"alice-{c}-env") for c in COMPONENTS},
         ("ConfigMap", "alice-tools-policy"),
         ("NetworkPolicy", "alice-default-deny"),
         *{("NetworkPolicy", f"alice-{c}") for c in COMPONENTS},
         *{("Service", f"alice-{c}") for c in COMPONENTS},
-        *{("Deployment", f"alice-{c}") for c in COMPONENTS},
+        *{("Deployment", f"alice-{c}") for c in COMPONENTS if c != "orchestrator"},
+        ("StatefulSet", "alice-orchestrator"),
     }
     found = deployments(kube_cluster, namespace, "alice")
     for component, deployment in found.items():
         owner = deployment["metadata"]["ownerReferences"][0]
         assert (owner["kind"], owner["uid"], owner["controller"]) == ("PhoenixTwin", uid, True)
         name = deployment["metadata"]["name"]
-        fields = kube_cluster.get("deployment", name, "-n", namespace, "--show-managed-fields")
+        kind = deployment["kind"].lower()
+        fields = kube_cluster.get(kind, name, "-n", namespace, "--show-managed-fields")
         managers = {(m["manager"], m["operation"]) for m in fields["metadata"]["managedFields"]}
         assert ("phoenix-operator", "Apply") in managers
         template = deployment["spec"]["template"]

@@ -17,8 +17,9 @@ from tests.e2e.operator_process import (
     twin,
 )
 
-CHILDREN_PER_TWIN = 20  # SA, Secret, 5 ConfigMaps, 5 NetworkPolicies, 4 Services, 4 Deployments
-KINDS = "serviceaccounts,configmaps,secrets,services,deployments,networkpolicies,pdb"
+# SA, 2 Secrets, 5 ConfigMaps, 5 NetworkPolicies, 4 Services, 3 Deployments, 1 StatefulSet
+CHILDREN_PER_TWIN = 21
+KINDS = "serviceaccounts,configmaps,secrets,services,deployments,statefulsets,networkpolicies,pdb"
 
 
 @pytest.fixture
@@ -65,7 +66,7 @@ def test_killed_operator_converges_after_restart_without_orphans_or_stuck_finali
     # While it is down: a spec change and a deleted child.
     kube_cluster.kubectl(
         "patch", "ptwin", names[0], "-n", namespace, "--type=merge",
-        "-p", json.dumps({"spec": {"orchestrator": {"replicas": 2}}}),
+        "-p", json.dumps({"spec": {"memory": {"replicas": 2}}}),
     )  # fmt: skip
     operator.start()
     wait_for(
@@ -83,7 +84,7 @@ def test_killed_operator_converges_after_restart_without_orphans_or_stuck_finali
         assert owners[0]["uid"] in uids, f"orphan {child['kind']} {child['metadata']['name']}"
         per_twin[uids[owners[0]["uid"]]] = per_twin.get(uids[owners[0]["uid"]], 0) + 1
     expected = dict.fromkeys(names, CHILDREN_PER_TWIN)
-    expected[names[0]] += 1  # the PodDisruptionBudget of two orchestrator replicas
+    expected[names[0]] += 1  # the PodDisruptionBudget of two memory replicas
     assert per_twin == expected
 
     # A restart over converged twins rewrites nothing.

@@ -56,7 +56,7 @@ class FakeKube:
 
     def deployments_rolled_out(self) -> None:
         for (kind, _, _), body in self.objects.items():
-            if kind == "Deployment":
+            if kind in ("Deployment", "StatefulSet"):
                 replicas = body["spec"]["replicas"]
                 body["metadata"]["generation"] = 1
                 body["status"] = {
@@ -105,7 +105,7 @@ async def test_a_converged_twin_is_reconciled_without_a_single_write(
 ) -> None:
     reconciler.cache.put_twin(twin_body())
     await reconciler.reconcile(("team-a", "alice"), trigger="create", qdrant=True)
-    assert len([w for w in kube.writes if w[0] == "apply"]) == 20
+    assert len([w for w in kube.writes if w[0] == "apply"]) == 21
     kube.deployments_rolled_out()
     for body in kube.objects.values():
         reconciler.cache.put_child(body)
@@ -145,7 +145,7 @@ async def test_a_spec_change_applies_only_the_children_it_changes(
     applied = {(kind, name) for verb, kind, name in kube.writes if verb == "apply"}
     assert applied == {
         ("ConfigMap", "alice-orchestrator-env"),
-        ("Deployment", "alice-orchestrator"),
+        ("StatefulSet", "alice-orchestrator"),
     }
 
 

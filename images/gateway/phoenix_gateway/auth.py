@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 from phoenix_common.errors import InvalidInput
-from phoenix_gateway.settings import GatewaySettings
+from phoenix_gateway.settings import MIN_SESSION_SECRET_LENGTH, GatewaySettings
 
 logger = logging.getLogger(__name__)
 
@@ -178,15 +178,37 @@ def parse_keys(raw: object, *, origin: str) -> dict[str, list[str]]:
     return keys
 
 
-class SessionTokens:
-    """The console's cookie: ``<twin>.<expiry>.<HMAC>``, signed with a per-process secret.
+def session_secret(settings: GatewaySettings) -> bytes | None:
+    """The configured session-signing key (GATEWAY_SESSION_SECRET[_FILE]), or None if unset."""
+    if settings.session_secret is not None:
+        return settings.session_secret.get_secret_value().encode()
+    path = settings.session_secret_file
+    if path is None:
+        return None
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as err:
+        raise InvalidInput(f"GATEWAY_SESSION_SECRET_FILE {path}: cannot read: {err}") from None
+    except UnicodeDecodeError:  # the message would quote the key's bytes
+        raise InvalidInput(f"GATEWAY_SESSION_SECRET_FILE {path}: not UTF-8 text") from None
+    if len(value) < MIN_SESSION_SECRET_LENGTH:
+        raise InvalidInput(
+            f"GATEWAY_SESSION_SECRET_FILE {path}: the key must have at least "
+            f"{MIN_SESSION_SECRET_LENGTH} characters"
+        )
+    return value.encode()
 
-    The cookie never carries an API key; a gateway restart invalidates every
-    session (the console then logs in again).
+
+class SessionTokens:
+    """The console's cookie: ``<twin>.<expiry>.<HMAC>``.
+
+    Signed with the configured secret, so every replica of a gateway accepts the
+    others' cookies; without one, with a per-process random secret (``make run``),
+    and a gateway restart then signs everyone out. The cookie never carries an API key.
     """
 
-    def __init__(self, ttl_seconds: int = 12 * 3600) -> None:
-        self._secret = secrets.token_bytes(32)
+    def __init__(self, ttl_seconds: int = 12 * 3600, secret: bytes | None = None) -> None:
+        self._secret = secret or secrets.token_bytes(32)
         self.ttl_seconds = ttl_seconds
 
     def _mac(self, payload: str) -> str:
@@ -298,7 +320,7 @@ class Authenticator:
                 audience=settings.jwt_audience,
                 twin_claim=settings.jwt_twin_claim,
             )
-        return cls(keys, verifier)
+        return cls(keys, verifier, SessionTokens(secret=session_secret(settings)))
 
     async def authenticate(self, credential: Credential | None) -> Principal | None:
         """The caller behind ``credential``, or None when it is missing or not valid."""

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Annotated, TypeVar, cast
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from phoenix_common.settings import CommonSettings
 
 S = TypeVar("S", bound=CommonSettings)
+MIN_SESSION_SECRET_LENGTH = 32
 
 
 class GatewaySettings(CommonSettings):
@@ -50,6 +51,17 @@ class GatewaySettings(CommonSettings):
         ge=0,
         validation_alias="GATEWAY_API_KEYS_RELOAD_SECONDS",
         description="How often the keys file is checked for changes (a rotated Secret).",
+    )
+    session_secret: SecretStr | None = Field(
+        None,
+        validation_alias="GATEWAY_SESSION_SECRET",
+        description="Key signing the console's session cookies; every replica of one gateway "
+        "needs the same one (unset: a random key per process).",
+    )
+    session_secret_file: Path | None = Field(
+        None,
+        validation_alias="GATEWAY_SESSION_SECRET_FILE",
+        description="File holding that key (a mounted Secret), instead of GATEWAY_SESSION_SECRET.",
     )
     jwt_issuer: str | None = Field(None, validation_alias="GATEWAY_JWT_ISSUER")
     jwt_audience: str | None = Field(None, validation_alias="GATEWAY_JWT_AUDIENCE")
@@ -129,6 +141,13 @@ class GatewaySettings(CommonSettings):
             )
         if self.jwt_jwks_url is not None and self.jwt_issuer is None:
             raise ValueError("GATEWAY_JWT_JWKS_URL needs GATEWAY_JWT_ISSUER too")
+        if self.session_secret is not None and self.session_secret_file is not None:
+            raise ValueError("set GATEWAY_SESSION_SECRET or GATEWAY_SESSION_SECRET_FILE, not both")
+        secret = self.session_secret.get_secret_value() if self.session_secret else None
+        if secret is not None and len(secret) < MIN_SESSION_SECRET_LENGTH:
+            raise ValueError(
+                f"GATEWAY_SESSION_SECRET must have at least {MIN_SESSION_SECRET_LENGTH} characters"
+            )
         return self
 
 

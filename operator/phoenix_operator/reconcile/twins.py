@@ -32,7 +32,7 @@ from phoenix_operator.render.common import Manifest, RenderContext, stable_hash
 logger = logging.getLogger(__name__)
 
 # Applied first, so Deployments never start before the config they read exists.
-_WORKLOAD_KINDS = frozenset({"Deployment", "PodDisruptionBudget"})
+_WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "PodDisruptionBudget"})
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class Runtime:
     # child events arrive by the thousand and rendering is the costly part of a reconcile.
     namespace_terminating: bool = False  # everything is going away: stop re-applying
     new_twin: bool | None = None  # first seen without a status: created while we watched
-    rendered_for: tuple[str, int, str | None] | None = None
+    rendered_for: tuple[str, int, tuple[tuple[str, str], ...]] | None = None
     rendered: list[Manifest] = field(default_factory=list)
     hashes: dict[Component, str] = field(default_factory=dict)
 
@@ -158,6 +158,8 @@ class Reconciler:
             await self._write_status(key, runtime, body, None, outcome)
             return outcome
         runtime.problems.pop("spec", None)
+        if unhonoured := render.unhonoured(twin):
+            runtime.problems["spec"] = status.Problem("UnsupportedSpec", "; ".join(unhonoured))
         if refresh:
             await self._refresh_children(twin)
         if runtime.namespace_terminating:
@@ -179,21 +181,25 @@ class Reconciler:
             for item in await self.kube.list(api_version, kind, twin.namespace, selector):
                 self.cache.put_child(item)
 
-    async def _gateway_api_key(self, twin: Twin, live: dict[ChildKey, dict[str, Any]]) -> str:
-        """The generated key: read back from the Secret if it exists, generated once if not."""
-        name = naming.gateway_api_key_secret(twin)
-        value = _secret_value(live.get(("Secret", name)), naming.GATEWAY_API_KEY)
-        if value is None:
-            existing = await self.kube.get("v1", "Secret", twin.namespace, name)
-            value = _secret_value(existing, naming.GATEWAY_API_KEY)
-        return value or secrets.token_urlsafe(32)
+    async def _generated_secrets(
+        self, twin: Twin, live: dict[ChildKey, dict[str, Any]]
+    ) -> dict[str, str]:
+        """Each generated key: read back from its Secret if it exists, generated once if not."""
+        values = {}
+        for wanted in render.generated_secrets(twin):
+            value = _secret_value(live.get(("Secret", wanted.name)), wanted.key)
+            if value is None:
+                existing = await self.kube.get("v1", "Secret", twin.namespace, wanted.name)
+                value = _secret_value(existing, wanted.key)
+            values[wanted.name] = value or secrets.token_urlsafe(32)
+        return values
 
-    def desired(self, twin: Twin, api_key: str | None, runtime: Runtime) -> list[Manifest]:
+    def desired(self, twin: Twin, generated: dict[str, str], runtime: Runtime) -> list[Manifest]:
         """The twin's children as applied (with their applied-hash), memoized per generation."""
-        wanted = (twin.uid, twin.generation, api_key)
+        wanted = (twin.uid, twin.generation, tuple(sorted(generated.items())))
         if runtime.rendered_for != wanted:
             runtime.rendered = [
-                drift.with_applied_hash(m) for m in render.children(twin, self.ctx, api_key)
+                drift.with_applied_hash(m) for m in render.children(twin, self.ctx, generated)
             ]
             runtime.hashes = {c: render.config.config_hash(twin, c, self.ctx) for c in COMPONENTS}
             runtime.rendered_for = wanted
@@ -202,10 +208,7 @@ class Reconciler:
     async def _apply_children(self, twin: Twin, runtime: Runtime, outcome: Outcome) -> None:
         key = (twin.namespace, twin.name)
         live = self.cache.children_of(key)
-        api_key = None
-        if twin.spec.gateway.auth.api_key_secret_ref is None:
-            api_key = await self._gateway_api_key(twin, live)
-        desired = self.desired(twin, api_key, runtime)
+        desired = self.desired(twin, await self._generated_secrets(twin, live), runtime)
         stale: list[tuple[Manifest, bool]] = []
         for manifest in desired:
             current = live.get(render.key(manifest))
@@ -321,7 +324,8 @@ class Reconciler:
             and rendered[:2] == (twin.uid, twin.generation)
         )
         for component in COMPONENTS:
-            deployments[component] = live.get(("Deployment", f"{key[1]}-{component}"))
+            workload = (render.workload_kind(component), naming.workload_name(key[1], component))
+            deployments[component] = live.get(workload)
             if fresh:
                 hashes[component] = runtime.hashes[component]
             elif twin is not None:
