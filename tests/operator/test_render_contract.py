@@ -23,6 +23,7 @@ from phoenix_gateway.settings import GatewaySettings
 from phoenix_operator import render
 from phoenix_operator.api import COMPONENTS, Component, Twin
 from phoenix_operator.render import RenderContext
+from phoenix_orchestrator.approvals.db import Database
 from phoenix_orchestrator.approvals.store import ApprovalStore
 from phoenix_orchestrator.settings import OrchestratorSettings
 from phoenix_tools.policy_store import PolicyStore
@@ -276,11 +277,11 @@ async def test_pending_approvals_are_written_to_the_orchestrators_claim(
     assert (mount.source, mount.read_only) == ("claim", False), (
         f"approvals in {mount.path} ({mount.source}) do not survive a rescheduled Pod"
     )
-    store = ApprovalStore(settings.database_path)  # the orchestrator's own store, for real
+    db = Database(settings.database_path)  # the orchestrator's own store, for real
     try:
-        assert await store.pending("s-1", twin_id="alice") == []
+        assert await ApprovalStore(db).pending("s-1", twin_id="alice") == []
     finally:
-        store.close()
+        db.close()
     assert settings.database_path.exists()
 
 

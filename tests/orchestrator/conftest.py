@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +21,7 @@ import grpc
 import httpx
 import pytest
 from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
 
 from phoenix_common.stubs import memory_pb2, memory_pb2_grpc, tools_pb2, tools_pb2_grpc
 from phoenix_orchestrator.app import create_app
@@ -134,15 +135,45 @@ def unused_port() -> int:
 
 @dataclass
 class Reply:
-    """One scripted answer: an HTTP status and JSON body, optionally after a delay."""
+    """One scripted answer: an HTTP status and JSON body, optionally after a delay.
+
+    With ``pieces``, a request asking for ``stream: true`` gets server-sent events
+    instead: one chunk per piece, ``piece_delay`` apart, then a usage chunk (when
+    ``usage`` is set) and ``[DONE]``.
+    """
 
     status: int = 200
     body: Any = None
     delay: float = 0.0
+    pieces: list[str] | None = None
+    piece_delay: float = 0.0
+    usage: dict[str, int] | None = None
 
 
-def completion(content: str) -> Reply:
-    return Reply(body={"choices": [{"message": {"role": "assistant", "content": content}}]})
+def completion(content: str, usage: dict[str, int] | None = None) -> Reply:
+    body: dict[str, Any] = {
+        "model": "test/model-2026",
+        "choices": [{"message": {"role": "assistant", "content": content}}],
+    }
+    if usage is not None:
+        body["usage"] = usage
+    return Reply(body=body, usage=usage)
+
+
+def streamed(
+    content: str, *, pieces: int = 8, delay: float = 0.0, usage: dict[str, int] | None = None
+) -> Reply:
+    """``content`` streamed in about ``pieces`` pieces (also answers a non-streaming request)."""
+    size = max(1, -(-len(content) // pieces))
+    reply = completion(content, usage)
+    reply.pieces = [content[i : i + size] for i in range(0, len(content), size)]
+    reply.piece_delay = delay
+    return reply
+
+
+def action(action_type: str, **details: Any) -> str:
+    """An LLMAction as the model would write it."""
+    return json.dumps({"action_type": action_type, "details": details})
 
 
 @dataclass
@@ -152,6 +183,9 @@ class FakeLLM:
     default: Reply = field(default_factory=lambda: Reply(500, {"error": {"message": "empty"}}))
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
+    pieces_sent: int = 0
+    aborted: threading.Event = field(default_factory=threading.Event)
+    finished: threading.Event = field(default_factory=threading.Event)
 
     def next_reply(self) -> Reply:
         return self.script.pop(0) if self.script else self.default
@@ -169,6 +203,9 @@ def fake_llm() -> Iterator[FakeLLM]:
             reply = llm.next_reply()
             if reply.delay:
                 stop.wait(reply.delay)
+            if reply.pieces is not None and llm.requests[-1].get("stream"):
+                self._stream(reply)
+                return
             payload = (
                 reply.body.encode()
                 if isinstance(reply.body, str)
@@ -182,6 +219,31 @@ def fake_llm() -> Iterator[FakeLLM]:
                 self.wfile.write(payload)
             except OSError:
                 pass  # the client gave up (a timeout test)
+
+        def _stream(self, reply: Reply) -> None:
+            assert reply.pieces is not None
+            try:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                for piece in reply.pieces:
+                    chunk = {"model": "test/model-2026", "choices": [{"delta": {"content": piece}}]}
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.flush()
+                    llm.pieces_sent += 1
+                    if reply.piece_delay:
+                        stop.wait(reply.piece_delay)
+                end = {"choices": [{"delta": {}, "finish_reason": "stop"}]}
+                self.wfile.write(f"data: {json.dumps(end)}\n\n".encode())
+                if reply.usage is not None:
+                    usage = {"model": "test/model-2026", "choices": [], "usage": reply.usage}
+                    self.wfile.write(f"data: {json.dumps(usage)}\n\n".encode())
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+                llm.finished.set()
+            except OSError:
+                llm.aborted.set()  # the client closed the connection mid-stream
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -238,3 +300,30 @@ async def client(
     settings = make_settings(memory_grpc_addr=peers.memory_addr, tools_grpc_addr=peers.tools_addr)
     async with serving(create_app(settings, clock=clock)) as http:
         yield http
+
+
+Starter = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+@pytest.fixture
+def start(make_settings: SettingsFactory, peers: GrpcPeers, clock: FakeClock) -> Starter:
+    """``async with start(**settings) as client``: an orchestrator wired to the in-test peers."""
+
+    def run(**overrides: Any) -> AbstractAsyncContextManager[httpx.AsyncClient]:
+        values: dict[str, Any] = {
+            "memory_grpc_addr": peers.memory_addr,
+            "tools_grpc_addr": peers.tools_addr,
+        }
+        values.update(overrides)
+        return serving(create_app(make_settings(**values), clock=clock))
+
+    return run
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """One sample of a Prometheus text exposition (0 when absent)."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0

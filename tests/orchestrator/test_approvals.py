@@ -75,7 +75,11 @@ async def test_tool_run_waits_for_approval_then_executes_with_the_original_args(
         "arguments": {"cmd": "echo hello world> test.txt"},
         "request_id": asked["request_id"],
         "expires_at": command["expires_at"],
+        "arguments_hash": command["arguments_hash"],
+        "on_timeout": "deny",
+        "step": 1,
     }
+    assert len(command["arguments_hash"]) == 64
     assert asked["response"] == (
         "Authorization required to execute tool 'command_exec'. Please approve or deny in the UI."
     )
@@ -386,6 +390,7 @@ async def test_every_decision_is_audited(
     assert [(e.event, e.actor, e.channel) for e in memory_trail] == [
         ("requested", "deterministic", "planner"),
         ("approved", "alice", "api"),
+        ("started", "alice", "api"),
         ("executed", "alice", "api"),
     ]
     assert [(e.event, e.actor, e.channel) for e in tool_trail] == [

@@ -1,7 +1,9 @@
 """``create_app(settings)``: the orchestrator's FastAPI app, with no import-time state.
 
-The lifespan opens the approval store and the LLM HTTP client (only when an
-LLM provider is configured); the gRPC backends load on the first approved run.
+The lifespan opens the approval store, finishes what a killed process left
+(``runs.recover``), starts the timeout sweep and opens the LLM HTTP client (only
+when an LLM provider is configured); the gRPC backends load on the first
+approved run.
 Errors become JSON in the ``ChatResponse`` shape with ``status: "error"``:
 ``/chat`` answers conversational outcomes with 200 (see ``errors``), everything
 else has its status code: 422 bad input, 404/409/410 approval state on the
@@ -15,6 +17,7 @@ no operation spans), never an instrumentor wrapping every request for nothing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, MutableMapping
@@ -31,7 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from phoenix_common import __version__
 from phoenix_common.errors import PhoenixError
 from phoenix_orchestrator.api import error_response
-from phoenix_orchestrator.approvals.store import ApprovalStore
+from phoenix_orchestrator.approvals.db import Database
 from phoenix_orchestrator.chat import ChatService
 from phoenix_orchestrator.decisions import Clock
 from phoenix_orchestrator.execution import Executor
@@ -60,11 +63,14 @@ def _untraced(scope: MutableMapping[str, Any]) -> bool:
     return scope.get("path") in UNTRACED_PATHS
 
 
-def _llm_planner(settings: OrchestratorSettings) -> tuple[httpx.AsyncClient, LLMPlanner]:
+def _llm_planner(
+    settings: OrchestratorSettings, metrics: Metrics
+) -> tuple[httpx.AsyncClient, LLMPlanner]:
     """The LLM planner and its client; imported only when an LLM provider is configured."""
     import httpx  # noqa: PLC0415 - the deterministic planner needs neither
 
     from phoenix_orchestrator.planning.llm import LLMPlanner  # noqa: PLC0415
+    from phoenix_orchestrator.planning.usage import UsageMeter  # noqa: PLC0415
 
     client = httpx.AsyncClient(timeout=settings.llm_timeout_seconds)
     try:
@@ -75,7 +81,8 @@ def _llm_planner(settings: OrchestratorSettings) -> tuple[httpx.AsyncClient, LLM
         pass
     else:
         HTTPXClientInstrumentor.instrument_client(client)
-    return client, LLMPlanner(client, settings)
+    meter = UsageMeter(metrics, settings.llm_prices, provider=settings.llm_provider)
+    return client, LLMPlanner(client, settings, meter)
 
 
 def create_app(
@@ -93,23 +100,26 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = ApprovalStore(settings.database_path)
+        db = Database(settings.database_path)
         executor = Executor(settings, app_metrics)
         llm_client: httpx.AsyncClient | None = None
         llm: LLMPlanner | None = None
         if settings.uses_llm:
-            llm_client, llm = _llm_planner(settings)
+            llm_client, llm = _llm_planner(settings, app_metrics)
         planner = Planner(llm, fallback=settings.llm_fallback_to_deterministic, metrics=app_metrics)
-        app.state.chat = ChatService(
+        service = ChatService(
             settings=settings,
             planner=planner,
-            store=store,
+            db=db,
             executor=executor,
             metrics=app_metrics,
             clock=clock,
         )
-        app.state.store = store
-        await app.state.chat.sweep()
+        app.state.chat = service
+        app.state.store = service.store
+        await service.start()
+        # Timeouts are resolved while the orchestrator runs, not only when it starts.
+        sweeper = asyncio.create_task(service.sweep_forever(), name="approval-sweep")
         logger.info(
             "orchestrator ready",
             extra={
@@ -123,10 +133,13 @@ def create_app(
         try:
             yield
         finally:
+            sweeper.cancel()
+            await asyncio.gather(sweeper, return_exceptions=True)
+            await service.runs.drain(settings.tools_rpc_timeout_seconds)
             await executor.close()
             if llm_client is not None:
                 await llm_client.aclose()
-            store.close()
+            db.close()
 
     app = FastAPI(
         title="phoenix-orchestrator",

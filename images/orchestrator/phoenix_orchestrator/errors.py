@@ -117,3 +117,26 @@ class ApprovalExpired(ReplyError):
     conversational = True
     grpc_code = "FAILED_PRECONDITION"
     http_status = 410
+
+
+class ApprovalStale(ReplyError):
+    """The decision names arguments other than the request's (it was made on a stale view)."""
+
+    code = "approval_stale"
+    conversational = True
+    grpc_code = "FAILED_PRECONDITION"
+    http_status = 409
+
+
+class EditRefused(ReplyError, PermissionDenied):
+    """The edited call is refused by the twin's tool policy or approval policy."""
+
+    code = "edit_refused"
+    conversational = True
+
+
+class GrantNotFound(ReplyError, NotFound):
+    """No live session grant with that id for this twin and session."""
+
+    code = "grant_not_found"
+    conversational = True

@@ -1,7 +1,13 @@
-"""Running an approved request against memory or tools, and the replies it produces."""
+"""Running an approved request against memory or tools, and the replies it produces.
+
+Each run also yields an *observation*: what the planner is shown of the result
+when the agent loop continues (bounded, so a large tool output cannot flood
+the model's context).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from phoenix_orchestrator.api import ChatResponse, ToolResult
@@ -13,6 +19,21 @@ from phoenix_orchestrator.tool_args import execution_args
 
 if TYPE_CHECKING:
     from phoenix_orchestrator.backends import Backends
+
+
+MAX_OBSERVATION_CHARS = 4_000
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The reply to show and, when the planner should see it, the observation."""
+
+    reply: ChatResponse
+    observation: str | None
+
+
+def bounded(text: str, limit: int = MAX_OBSERVATION_CHARS) -> str:
+    return text if len(text) <= limit else text[:limit] + f"\n[... {len(text) - limit} more chars]"
 
 
 def denied(target: ApprovalRequest, job_id: str) -> ChatResponse:
@@ -69,13 +90,13 @@ class Executor:
         if self._loaded is not None:
             await self._loaded.close()
 
-    async def run(self, target: ApprovalRequest, *, actor: str, job_id: str) -> ChatResponse:
+    async def run(self, target: ApprovalRequest, *, actor: str, job_id: str) -> Outcome:
         if target.kind == "memory":
             return await self._query_memory(target, job_id)
         return await self._run_tool(target, actor=actor, job_id=job_id)
 
-    async def _query_memory(self, target: ApprovalRequest, job_id: str) -> ChatResponse:
-        query = target.query or ""
+    async def _query_memory(self, target: ApprovalRequest, job_id: str) -> Outcome:
+        query = target.effective_query
         try:
             found = await self._backends.query_memory(
                 query=query, namespace=target.namespace, twin_id=target.twin_id, top_k=self._top_k
@@ -85,7 +106,9 @@ class Executor:
             raise type(err)(message, actions_taken=[message]) from None
         count = len(found.results)
         top = found.results[0].content if found.results else "No results"
-        return ChatResponse(
+        lines = [f"Memory search for '{query}' returned {count} result(s)."]
+        lines += [f"{n}. {result.content}" for n, result in enumerate(found.results, start=1)]
+        reply = ChatResponse(
             response=f"Found {count} memory results for query '{query}'. Top result: {top}",
             job_id=job_id,
             actions_taken=[f"Memory query authorized: {count} results"],
@@ -93,17 +116,22 @@ class Executor:
             request_id=target.request_id,
             source_memories=[result.id for result in found.results],
         )
+        return Outcome(reply, bounded("\n".join(lines)))
 
-    async def _run_tool(self, target: ApprovalRequest, *, actor: str, job_id: str) -> ChatResponse:
+    async def _run_tool(self, target: ApprovalRequest, *, actor: str, job_id: str) -> Outcome:
         tool = target.tool_name or ""
         try:
             result = await self._backends.run_tool(
                 tool_name=tool,
-                args=execution_args(tool, target.arguments),
+                args=execution_args(tool, target.effective_arguments),
                 twin_id=target.twin_id,
                 job_id=job_id,
                 namespace=target.namespace,
-                metadata={"request_id": target.request_id, "approved_by": actor},
+                metadata={
+                    "request_id": target.request_id,
+                    "approved_by": actor,
+                    "arguments_hash": target.approved_hash or target.arguments_hash,
+                },
             )
         except ReplyError as err:
             raise type(err)(
@@ -127,7 +155,7 @@ class Executor:
             if result.stderr_logs:
                 response += "\n" + "\n".join(result.stderr_logs)
             outcome = "failed"
-        return ChatResponse(
+        reply = ChatResponse(
             response=response,
             job_id=job_id,
             actions_taken=[
@@ -138,3 +166,12 @@ class Executor:
             request_id=target.request_id,
             tool_result=tool_result,
         )
+        observation = (
+            f"Tool {tool} finished with exit code {result.exit_code} "
+            f"({'success' if result.success else 'failure'}: {result.message}).\n"
+            "stdout:\n"
+            + "\n".join(result.stdout_logs)
+            + "\nstderr:\n"
+            + "\n".join(result.stderr_logs)
+        )
+        return Outcome(reply, bounded(observation))

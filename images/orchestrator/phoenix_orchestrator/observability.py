@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+# Bucket boundaries the GenAI semantic conventions advise for gen_ai.client.token.usage.
+GENAI_TOKEN_BUCKETS = tuple(float(4**n) for n in range(14))
+
 
 class Metrics:
     """Counters and histograms the orchestrator exports."""
@@ -48,6 +51,43 @@ class Metrics:
             "phoenix_orchestrator_llm_fallbacks_total",
             "LLM failures answered by the deterministic planner instead, by reason.",
             ["reason"],
+            registry=self.registry,
+        )
+        self.llm_tokens = Counter(
+            "phoenix_orchestrator_llm_tokens_total",
+            "LLM tokens by twin, model and type (input: the prompt, output: the completion).",
+            ["twin", "model", "token_type"],
+            registry=self.registry,
+        )
+        self.llm_cost = Counter(
+            "phoenix_orchestrator_llm_cost_usd_total",
+            "Estimated LLM cost in US dollars (LLM_PRICES), by twin and model.",
+            ["twin", "model"],
+            registry=self.registry,
+        )
+        # The OpenTelemetry GenAI metric gen_ai.client.token.usage, in Prometheus form.
+        self.genai_token_usage = Histogram(
+            "gen_ai_client_token_usage",
+            "Tokens per GenAI operation (OpenTelemetry GenAI semantic conventions).",
+            [
+                "gen_ai_operation_name",
+                "gen_ai_provider_name",
+                "gen_ai_request_model",
+                "gen_ai_response_model",
+                "gen_ai_token_type",
+            ],
+            buckets=GENAI_TOKEN_BUCKETS,
+            registry=self.registry,
+        )
+        self.agent_steps = Counter(
+            "phoenix_orchestrator_agent_steps_total",
+            "Agent loop steps, by what the step did (respond, ask, run, deny, refuse, limit).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.streams_cancelled = Counter(
+            "phoenix_orchestrator_chat_streams_cancelled_total",
+            "Streamed chat replies whose client went away before the reply was complete.",
             registry=self.registry,
         )
         self.grpc_errors = Counter(

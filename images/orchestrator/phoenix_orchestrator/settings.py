@@ -11,9 +11,20 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from phoenix_common.settings import CommonSettings
+from phoenix_orchestrator.approvals.policy import ApprovalPolicy
+from phoenix_orchestrator.planning.usage import ModelPrice
+from phoenix_orchestrator.tool_checks import ToolPolicy
 
 ProviderName = Literal["mock", "deterministic", "openrouter", "openai"]
 ResponseFormatMode = Literal["auto", "json_schema", "json_object"]
@@ -83,6 +94,21 @@ class OrchestratorSettings(CommonSettings):
     state_dir: Path = Field(
         Path(".phoenix/orchestrator"), validation_alias="ORCHESTRATOR_STATE_DIR"
     )
+    # spec.approvals as the operator renders it (JSON); the default asks for everything.
+    approval_policy: ApprovalPolicy = Field(
+        default_factory=ApprovalPolicy, validation_alias="APPROVAL_POLICY"
+    )
+    approval_sweep_seconds: float = Field(
+        5.0, ge=0.01, le=3600, validation_alias="APPROVAL_SWEEP_INTERVAL_SECONDS"
+    )
+    # The tools service's policy document, to check calls before a human sees them.
+    tool_policy_inline: ToolPolicy | None = Field(None, validation_alias="TOOL_POLICY")
+    tool_policy_file: Path | None = Field(None, validation_alias="TOOLS_POLICY_FILE")
+    agent_max_steps: int = Field(5, ge=1, le=50, validation_alias="AGENT_MAX_STEPS")
+    llm_stream: bool = Field(True, validation_alias="LLM_STREAM")
+    # USD per million tokens, by model: {"<model>": {"inputPerMillion": 0.1, ...}}.
+    llm_prices: dict[str, ModelPrice] = Field(default_factory=dict, validation_alias="LLM_PRICES")
+    _tool_policy: ToolPolicy | None = PrivateAttr(None)
 
     @field_validator("llm_provider", "llm_response_format", mode="before")
     @classmethod
@@ -115,6 +141,30 @@ class OrchestratorSettings(CommonSettings):
                 "(or LLM_API_KEY), or set LLM_PROVIDER=mock for the deterministic planner"
             )
         return self
+
+    @model_validator(mode="after")
+    def _tool_policy_from_file(self) -> OrchestratorSettings:
+        self._tool_policy = self.tool_policy_inline
+        if self._tool_policy is None and self.tool_policy_file is not None:
+            try:
+                text = self.tool_policy_file.read_text(encoding="utf-8")
+            except OSError as err:
+                raise ValueError(
+                    f"TOOLS_POLICY_FILE {self.tool_policy_file}: cannot read: {err.strerror}"
+                ) from None
+            try:
+                self._tool_policy = ToolPolicy.model_validate_json(text)
+            except ValidationError as err:
+                raise ValueError(
+                    f"TOOLS_POLICY_FILE {self.tool_policy_file}: not a tools policy "
+                    f"document: {err.errors()[0]['msg']}"
+                ) from None
+        return self
+
+    @property
+    def tool_policy(self) -> ToolPolicy | None:
+        """TOOL_POLICY, else the document in TOOLS_POLICY_FILE, else None (not checked here)."""
+        return self._tool_policy
 
     @property
     def uses_llm(self) -> bool:

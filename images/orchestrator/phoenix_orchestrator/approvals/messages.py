@@ -2,6 +2,9 @@
 
 - ``[TOOL_EXECUTED] <tool_name> - CONFIRMED`` / ``[TOOL_DENIED] <tool_name>``
 - ``[MEMORY_SHOWN] <memory_id>`` / ``[MEMORY_DENIED] <memory_id>``
+
+A denial may add a reason after `` - `` (``[TOOL_DENIED] command_exec - not on
+prod``); the planner is shown it. The original UI never sends one.
 - ``[CONFIG_RESPONSE] ...`` / ``[CONFIG_DENIED] ...`` (answers to a
   ``prompt_for_config`` this orchestrator never issues)
 """
@@ -28,6 +31,7 @@ class ApprovalMessage:
     kind: Literal["tool", "memory", "config"]
     approve: bool
     subject: str
+    reason: str | None = None
 
 
 def parse(message: str) -> ApprovalMessage | None:
@@ -36,10 +40,14 @@ def parse(message: str) -> ApprovalMessage | None:
     for prefix, (kind, approve) in _PREFIXES.items():
         if text.startswith(prefix):
             rest = text[len(prefix) :].strip()
+            after = ""
             if kind == "tool":
                 # "<tool_name> - CONFIRMED": the name ends at the first "-".
-                rest = rest.split("-", 1)[0].strip()
+                rest, _, after = rest.partition("-")
+                rest = rest.strip()
             elif kind == "memory":
-                rest = rest.split(maxsplit=1)[0] if rest else ""
-            return ApprovalMessage(kind=kind, approve=approve, subject=rest)
+                rest, _, after = rest.partition(" ") if rest else ("", "", "")
+                after = after.strip().removeprefix("-")
+            reason = after.strip() if not approve and kind != "config" else ""
+            return ApprovalMessage(kind=kind, approve=approve, subject=rest, reason=reason or None)
     return None

@@ -1,4 +1,4 @@
-"""Planning: a chat message -> one ``LLMAction``.
+"""Planning: a chat message (and, in the agent loop, the steps so far) -> one ``LLMAction``.
 
 ``deterministic`` holds the pure rules (and the built-in date reply), ``llm``
 asks an OpenAI-compatible chat-completions API, and ``planner`` chooses

@@ -6,9 +6,14 @@ replaced with the twin the message is for. The prompt is never logged.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from phoenix_orchestrator.actions import SUPPORTED_TOOLS
+
+if TYPE_CHECKING:
+    from phoenix_orchestrator.agent.turns import Step
 
 DEFAULT_PROMPT = """\
 You are the planning step of PhoenixTwin digital twin "{twin_id}".
@@ -28,6 +33,10 @@ The only tools are: {tools}.
 Never invent a tool. All argument values are strings. A human approves every
 memory search and tool run before it happens, so say plainly what you intend.
 Otherwise answer with ActionResponse.
+
+After a memory search or tool run you are shown its result and choose again:
+answer with ActionResponse, or ask for one more memory search or tool run. If
+a human denied an action, you are told so and why; do not ask for it again.
 """
 
 
@@ -43,3 +52,29 @@ def load_template(path: Path | None) -> str:
 def render(template: str, twin_id: str) -> str:
     """The template with ``{twin_id}`` and ``{tools}`` filled in; other braces stay as written."""
     return template.replace("{twin_id}", twin_id).replace("{tools}", ", ".join(SUPPORTED_TOOLS))
+
+
+def observation_message(step: int, observation: str) -> str:
+    """What the planner is told after step ``step`` (a result, or a denial and its reason)."""
+    return (
+        f"Result of step {step}:\n{observation}\n\n"
+        "Choose the next action: answer with ActionResponse, or request one more memory "
+        "search or tool run."
+    )
+
+
+def conversation(
+    template: str, twin_id: str, message: str, steps: Sequence[Step]
+) -> list[dict[str, str]]:
+    """The chat messages for the next decision: system, user, then each step and its result."""
+    messages = [
+        {"role": "system", "content": render(template, twin_id)},
+        {"role": "user", "content": message},
+    ]
+    for step in steps:
+        messages.append({"role": "assistant", "content": step.action})
+        if step.observation is not None:
+            messages.append(
+                {"role": "user", "content": observation_message(step.step, step.observation)}
+            )
+    return messages

@@ -3,6 +3,14 @@
 A conversational outcome (nothing pending, a mismatch, an expired approval...)
 is a chat reply: HTTP 200, ``status: "error"``, the original's wording.
 
+With ``"stream": true`` the reply is ``application/x-ndjson`` (``streaming``):
+the answer's text as it is planned, then the whole reply.
+
+The caller's identity: ``X-Phoenix-Principal`` (set by the gateway: the API key
+id or JWT subject it authenticated) is who decided; without it, ``X-User-ID``
+(the original gateway's header), else the twin. The orchestrator is reachable
+only from its gateway (the twin's NetworkPolicy), which sets both headers.
+
 This is the hot path of every chat message, so it is a plain Starlette route:
 FastAPI's dependency resolution and response validation cost about four times
 what the endpoint itself does (bench/chat_profile.py). The body is validated by
@@ -17,14 +25,24 @@ from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 
 from phoenix_orchestrator.api import ChatRequest, ChatResponse, error_response
 from phoenix_orchestrator.chat import ChatService
 from phoenix_orchestrator.errors import ReplyError
+from phoenix_orchestrator.routes.streaming import NdjsonReply
 
 MAX_ACTOR_CHARS = 256
+PRINCIPAL_HEADER = "x-phoenix-principal"
+
+
+def identity(headers: Headers, twin_id: str) -> tuple[str, str | None]:
+    """(actor, principal): who the audit names, and the authenticated principal if any."""
+    principal = (headers.get(PRINCIPAL_HEADER) or "").strip()[:MAX_ACTOR_CHARS] or None
+    actor = principal or (headers.get("x-user-id") or "").strip()[:MAX_ACTOR_CHARS] or twin_id
+    return actor, principal
 
 
 async def chat(request: Request) -> Response:
@@ -34,10 +52,17 @@ async def chat(request: Request) -> Response:
         raise RequestValidationError(
             [{**e, "loc": ("body", *e["loc"])} for e in err.errors(include_url=False)]
         ) from None
-    actor = (request.headers.get("x-user-id") or "").strip()[:MAX_ACTOR_CHARS] or body.twin_id
+    actor, principal = identity(request.headers, body.twin_id)
     service: ChatService = request.app.state.chat
+    if body.stream:
+        return NdjsonReply(
+            lambda sink, control: service.chat(
+                body, actor=actor, principal=principal, sink=sink, control=control
+            ),
+            request.app.state.metrics,
+        )
     try:
-        reply = await service.chat(body, actor=actor)
+        reply = await service.chat(body, actor=actor, principal=principal)
     except ReplyError as err:
         if not err.conversational:
             raise
@@ -60,5 +85,9 @@ def openapi_operation() -> dict[str, Any]:
                 "content": {"application/json": {"schema": ChatResponse.model_json_schema()}},
             },
             "422": {"description": "Invalid body (names the field)"},
+            "x-streaming": {
+                "description": 'With "stream": true: application/x-ndjson, message_chunk '
+                "lines then one complete line holding the reply"
+            },
         },
     }
