@@ -7,6 +7,7 @@ chat-completions HTTP server on 127.0.0.1:0 whose replies a test scripts.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -78,6 +79,8 @@ class ToolsServicer(tools_pb2_grpc.ToolExecutorServiceServicer):
     def __init__(self) -> None:
         self.requests: list[tools_pb2.ExecutionRequest] = []
         self.abort: tuple[grpc.StatusCode, str] | None = None
+        self.hold: asyncio.Event | None = None  # when set, a run waits for it (a run in flight)
+        self.holding = asyncio.Event()
         self.reply = tools_pb2.ExecutionResponse(
             success=True,
             exit_code=0,
@@ -92,6 +95,9 @@ class ToolsServicer(tools_pb2_grpc.ToolExecutorServiceServicer):
         self.requests.append(request)
         if self.abort is not None:
             await context.abort(*self.abort)
+        if self.hold is not None:
+            self.holding.set()
+            await self.hold.wait()
         return self.reply
 
 
