@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import kopf
 
 from phoenix_operator import handlers
 from phoenix_operator.reconcile import children
+from phoenix_operator.reconcile.collections import Collections
+from phoenix_operator.reconcile.qdrant import QdrantConnector
+from phoenix_operator.reconcile.queue import ReconcileQueue
+from phoenix_operator.reconcile.twins import Reconciler
+from phoenix_operator.render import RenderContext
 from phoenix_operator.settings import OperatorSettings
+from tests.operator.fakes import FakeKube, FakeView
 
 
 def deployment(**meta: Any) -> dict[str, Any]:
@@ -90,3 +97,33 @@ def test_a_twin_selector_shards_the_twins_watch_server_side() -> None:
     assert config.watching.label_selectors[("apps", "deployments")] == (
         "app.kubernetes.io/managed-by=phoenix-operator"
     )
+
+
+async def test_child_events_queue_their_twin_once_and_echoes_not_at_all(tmp_path: Path) -> None:
+    kube, view = FakeKube(), FakeView()
+    reconciler = Reconciler(
+        view,
+        kube,
+        Collections(
+            kube, QdrantConnector(default_url="http://q:6334", local_path=tmp_path, timeout=1)
+        ),
+        RenderContext(),
+    )
+    queue = ReconcileQueue(reconciler.reconcile, workers=1)  # not started: requests stay queued
+    memo = kopf.Memo(operator=handlers.Operator(OperatorSettings(), kube, reconciler, queue))  # type: ignore[arg-type]
+    view.twins[("team-a", "alice")] = {
+        "metadata": {"name": "alice", "namespace": "team-a", "uid": "u-1", "generation": 1},
+        "spec": {},
+    }
+    await reconciler.reconcile(("team-a", "alice"), "create")
+    events = view.deliver(kube)
+    for _, child, _ in events:  # the watch delivers the operator's own 20 writes
+        body = kopf.Body(kube.objects[(child.kind, "team-a", child.name)])  # type: ignore[arg-type]
+        await handlers.child_changed(type="ADDED", body=body, memo=memo)
+    assert len(queue) == 1  # only the Deployments' events (their status feeds the twin's)
+
+    kube.edit("ConfigMap", "team-a", "alice-gateway-env", data={"GATEWAY_PORT": "1"})
+    edited = kopf.Body(kube.objects[("ConfigMap", "team-a", "alice-gateway-env")])  # type: ignore[arg-type]
+    for _ in range(5):
+        await handlers.child_changed(type="MODIFIED", body=edited, memo=memo)
+    assert len(queue) == 1  # coalesced into the waiting request
