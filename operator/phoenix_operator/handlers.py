@@ -251,7 +251,7 @@ async def child_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_:
     deleted = type == "DELETED"
     state.seen(child.key, child.revision, deleted=deleted)
     echo = not deleted and state.verified.get(child.key) == child.digest
-    if echo and child.kind != "Deployment":  # a Deployment's status still feeds the twin's
+    if echo and child.rollout is None:  # a workload's status still feeds the twin's
         return
     if operator.queue.request(twin, "child"):
         metrics.CHILD_EVENTS.labels(result="queued").inc()

@@ -30,7 +30,7 @@ from lightkube.config.client_adapter import ExecAuth
 from lightkube.config.kubeconfig import KubeConfig
 from lightkube.core.exceptions import ConfigError
 from lightkube.generic_resource import create_namespaced_resource
-from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.apps_v1 import Deployment, StatefulSet
 from lightkube.resources.core_v1 import ConfigMap, Secret, Service, ServiceAccount
 from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.resources.policy_v1 import PodDisruptionBudget
@@ -51,6 +51,7 @@ RESOURCES: dict[tuple[str, str], Any] = {
     ("v1", "Secret"): Secret,
     ("v1", "Service"): Service,
     ("apps/v1", "Deployment"): Deployment,
+    ("apps/v1", "StatefulSet"): StatefulSet,
     ("policy/v1", "PodDisruptionBudget"): PodDisruptionBudget,
     ("networking.k8s.io/v1", "NetworkPolicy"): NetworkPolicy,
 }

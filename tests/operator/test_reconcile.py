@@ -286,3 +286,23 @@ async def test_a_deleted_twin_is_not_reconciled(
 ) -> None:
     await reconciler.reconcile(KEY, "resync")
     assert kube.writes == []
+
+
+async def test_a_spec_change_while_a_write_is_in_flight_is_still_applied(
+    kube: FakeKube, view: FakeView, reconciler: Reconciler
+) -> None:
+    view.twins[KEY] = twin_body()
+    await reconciler.reconcile(KEY, "create")  # nothing delivered by the watch yet
+    view.twins[KEY] = twin_body({"llm": {"model": "other"}}, generation=2)
+    kube.writes.clear()
+    await reconciler.reconcile(KEY, "update")
+    assert applies(kube) == {
+        ("ConfigMap", "alice-orchestrator-env"),
+        ("Deployment", "alice-orchestrator"),
+    }
+    watch(kube, view, reconciler)
+    kube.writes.clear()
+    await reconciler.reconcile(KEY, "resync")
+    assert applies(kube) == set()
+    env = kube.objects[("ConfigMap", "team-a", "alice-orchestrator-env")]["data"]
+    assert env["OPENROUTER_MODEL"] == "other"

@@ -54,13 +54,14 @@ class ChildApplier:
             api_key = await self.gateway_api_key(twin, live)
         desired = children.rendered(render.children(twin, self.ctx, api_key))
         state.config_hashes = {c: render.config.config_hash(twin, c, self.ctx) for c in COMPONENTS}
+        in_flight = {key: applied for key, (_, applied) in state.in_flight.items()}
         changes = children.compare(
-            desired, live, twin.uid, known=state.verified.keys(), in_flight=state.in_flight.keys()
+            desired, live, twin.uid, known=state.verified.keys(), in_flight=in_flight
         )
         verified: dict[ChildKey, int] = {}
         for key in map(render.key, desired):
             if key in state.in_flight and key in state.verified:
-                verified[key] = state.verified[key]
+                verified[key] = state.verified[key]  # replaced below if written again
             elif key in live:
                 verified[key] = live[key].digest
         failures: list[str] = []
@@ -102,7 +103,7 @@ class ChildApplier:
             written = children.live_child(outcome)
             verified[key] = written.digest
             if written.revision is not None:
-                state.in_flight[key] = written.revision
+                state.in_flight[key] = (written.revision, written.applied_hash)
             if key in restored:
                 metrics.DRIFT_RESTORED.labels(kind=kind).inc()
                 result.events.append(Event("Normal", "ChildRestored", f"Restored {kind} {name}."))

@@ -26,7 +26,8 @@ ChildKey = tuple[str, str]  # (kind, name) within the twin's namespace
 
 # Applied in a second wave, after the ConfigMaps, Secret and ServiceAccount they read, so a
 # Deployment never starts pods that wait for configuration that does not exist yet.
-WORKLOAD_KINDS = frozenset({"Deployment", "PodDisruptionBudget"})
+WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "PodDisruptionBudget"})
+ROLLOUT_KINDS = frozenset({"Deployment", "StatefulSet"})
 
 # Metadata the API server owns or changes on every write: never part of a comparison.
 _KEPT_METADATA = ("name", "namespace", "labels", "annotations", "ownerReferences")
@@ -34,7 +35,10 @@ _KEPT_METADATA = ("name", "namespace", "labels", "annotations", "ownerReferences
 
 @dataclass(frozen=True, slots=True)
 class Rollout:
-    """A Deployment's rollout as status reads it (spec replicas, status counts, config hash)."""
+    """A workload's rollout as status reads it (spec replicas, status counts, config hash).
+
+    Deployments and StatefulSets report the same status fields.
+    """
 
     generation: int
     observed_generation: int
@@ -124,7 +128,7 @@ def live_child(body: Mapping[str, Any]) -> LiveChild:
         controller_uid=controller,
         applied_hash=str(applied) if applied is not None else None,
         content=json.dumps(comparable, sort_keys=True, separators=(",", ":")),
-        rollout=Rollout.from_deployment(body) if kind == "Deployment" else None,
+        rollout=Rollout.from_deployment(body) if kind in ROLLOUT_KINDS else None,
     )
 
 
@@ -176,27 +180,29 @@ def compare(
     live: Mapping[ChildKey, LiveChild],
     owner_uid: str,
     known: Collection[ChildKey] = (),
-    in_flight: Collection[ChildKey] = (),
+    in_flight: Mapping[ChildKey, str | None] | None = None,
 ) -> ChildChanges:
     """Which rendered children differ from the live ones, and which live ones to delete.
 
     ``known`` are children this process already saw converged: one of them missing
     was deleted behind the operator's back (a drift to report), not never created.
-    ``in_flight`` were just written by this process and their watch event has not
-    arrived yet: the index is older than the object, so they are not compared.
+    ``in_flight`` were just written by this process (with these applied-hashes) and
+    their watch event has not arrived yet: the index is older than the object, so one
+    whose rendering is still what was written is not compared.
     """
+    in_flight = in_flight or {}
     first: list[Manifest] = []
     last: list[Manifest] = []
     restored: set[ChildKey] = set()
     for manifest in desired:
         key = render.key(manifest)
-        if key in in_flight:
+        wanted_hash = manifest["metadata"]["annotations"][naming.APPLIED_HASH_ANNOTATION]
+        if key in in_flight and in_flight[key] == wanted_hash:
             continue
         current = live.get(key)
         if current is not None and not drift.differences(manifest, current.body()):
             continue
         (last if manifest["kind"] in WORKLOAD_KINDS else first).append(manifest)
-        wanted_hash = manifest["metadata"]["annotations"][naming.APPLIED_HASH_ANNOTATION]
         if (current is None and key in known) or (
             current is not None and current.applied_hash == wanted_hash
         ):

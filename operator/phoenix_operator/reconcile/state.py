@@ -42,9 +42,9 @@ class TwinState:
     # Every rendered child and the digest of its content when last seen matching the rendering
     # (from an apply response or a comparison): a watch event with that digest is an echo.
     verified: dict[ChildKey, int] = field(default_factory=dict)
-    # Children this process wrote, by the revision written, until the watch delivers it:
-    # until then the index holds an older version that must not be mistaken for drift.
-    in_flight: dict[ChildKey, int] = field(default_factory=dict)
+    # Children this process wrote (revision written, applied-hash) until the watch delivers
+    # them: until then the index holds an older version that must not be mistaken for drift.
+    in_flight: dict[ChildKey, tuple[int, str | None]] = field(default_factory=dict)
     config_hashes: dict[Component, str] = field(default_factory=dict)
     problems: dict[str, Problem] = field(default_factory=dict)
     collections: tuple[str, ...] = ()
@@ -65,5 +65,5 @@ class TwinState:
     def seen(self, child: ChildKey, revision: int | None, *, deleted: bool = False) -> None:
         """The watch delivered ``child`` at ``revision``: our write of it is no longer in flight."""
         written = self.in_flight.get(child)
-        if written is not None and (deleted or (revision is not None and revision >= written)):
+        if written is not None and (deleted or (revision is not None and revision >= written[0])):
             del self.in_flight[child]
