@@ -104,6 +104,16 @@ def _revision(meta: Mapping[str, Any]) -> int | None:
         return None
 
 
+def _without_nulls(value: Any) -> Any:
+    """``value`` without null fields: the API serves some (a pod template's creationTimestamp)
+    that typed clients drop, and an apply response must compare equal to its watch event."""
+    if isinstance(value, Mapping):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
 def live_child(body: Mapping[str, Any]) -> LiveChild:
     """Compact a child as served by the API (watch event or apply response)."""
     meta = body.get("metadata") or {}
@@ -127,7 +137,7 @@ def live_child(body: Mapping[str, Any]) -> LiveChild:
         revision=_revision(meta),
         controller_uid=controller,
         applied_hash=str(applied) if applied is not None else None,
-        content=json.dumps(comparable, sort_keys=True, separators=(",", ":")),
+        content=json.dumps(_without_nulls(comparable), sort_keys=True, separators=(",", ":")),
         rollout=Rollout.from_deployment(body) if kind in ROLLOUT_KINDS else None,
     )
 
