@@ -36,7 +36,6 @@ from phoenix_operator.reconcile.children import LiveChild, TwinKey
 from phoenix_operator.reconcile.collections import Collections
 from phoenix_operator.reconcile.qdrant import QdrantConnector
 from phoenix_operator.reconcile.queue import ReconcileQueue
-from phoenix_operator.reconcile.state import ReconcileResult
 from phoenix_operator.reconcile.twins import Reconciler
 from phoenix_operator.render.common import RenderContext
 from phoenix_operator.settings import OperatorSettings
@@ -91,16 +90,6 @@ def _operator(memo: kopf.Memo) -> Operator:
     if not isinstance(operator, Operator):
         raise kopf.TemporaryError("the operator is still starting", delay=1)
     return operator
-
-
-def post(body: Mapping[str, Any], result: ReconcileResult) -> None:
-    """Post the result's events on the twin (kopf sends them in the background)."""
-    target = body if isinstance(body, kopf.Body) else kopf.Body(dict(body))  # type: ignore[arg-type]
-    for event in result.events:
-        try:
-            kopf.event(target, type=event.type, reason=event.reason, message=event.message)
-        except LookupError:  # outside kopf's context (shutting down): the log line must do
-            logger.info("event not posted", extra={"reason": event.reason})
 
 
 # ---------------------------------------------------------------------- indices
@@ -192,8 +181,7 @@ def twin_count(memo: kopf.Memo, **_: Any) -> int:
 async def reconcile_twin(body: kopf.Body, reason: str, memo: kopf.Memo, **_: Any) -> None:
     """create / update / resume: reconcile now; retry with backoff while a dependency fails."""
     operator = _operator(memo)
-    result = await operator.queue.reconcile(_key(body), str(reason))
-    post(body, result)
+    result = await operator.queue.reconcile(_key(body), str(reason))  # it posts the events
     if result.retry_after is not None:
         state = operator.reconciler.state(_key(body))
         reasons = ", ".join(p.reason for p in state.problems.values()) if state else "failure"
@@ -228,7 +216,7 @@ async def reclaim(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> Non
     except DependencyUnavailable as err:
         delay = min(300.0, operator.settings.qdrant_retry_seconds / 6 * 2 ** min(retry, 10))
         raise kopf.TemporaryError(f"{err}; retrying in {delay:.0f}s", delay=delay) from None
-    post(body, result)
+    await operator.reconciler.post(body, result.events)
 
 
 def _reclaims(spec: kopf.Spec, **_: Any) -> bool:

@@ -31,7 +31,7 @@ from lightkube.config.kubeconfig import KubeConfig
 from lightkube.core.exceptions import ConfigError
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment, StatefulSet
-from lightkube.resources.core_v1 import ConfigMap, Secret, Service, ServiceAccount
+from lightkube.resources.core_v1 import ConfigMap, Event, Secret, Service, ServiceAccount
 from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.resources.policy_v1 import PodDisruptionBudget
 from lightkube.types import CascadeType, PatchType
@@ -86,6 +86,36 @@ class KubeClient(Protocol):
 
     async def patch_twin_status(self, namespace: str, name: str, status: Manifest) -> None:
         """Merge-patch a twin's status subresource (the operator is its only writer)."""
+
+    async def post_event(self, event: Manifest) -> None:
+        """Create a core/v1 Event (see ``event_for``)."""
+
+
+def event_for(twin: Manifest, type_: str, reason: str, message: str, now: dt.datetime) -> Manifest:
+    """A core/v1 Event about ``twin``, as kubectl describe and dashboards read them."""
+    meta = twin["metadata"]
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KIND,
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta.get("uid"),
+        },
+        "type": type_,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": MANAGER},
+        "reportingComponent": MANAGER,
+        "reportingInstance": MANAGER,
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }
 
 
 def _transient(err: BaseException) -> bool:
@@ -231,6 +261,13 @@ class LightkubeClient:
                 namespace=namespace,
                 patch_type=PatchType.MERGE,
             ),
+        )
+
+    async def post_event(self, event: Manifest) -> None:
+        metrics.API_WRITES.labels(verb="create", kind="Event").inc()
+        await self._call(
+            f"create Event {event['reason']}",
+            lambda: self._client.create(Event.from_dict(event)),
         )
 
 

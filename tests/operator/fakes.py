@@ -29,6 +29,7 @@ class FakeKube:
         self.objects: dict[Key, dict[str, Any]] = {}
         self.writes: list[tuple[str, str, str]] = []
         self.statuses: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
         self.fail: dict[str, KubeError] = {}  # kind -> error every apply of it raises
         self._revision = itertools.count(100)
 
@@ -55,6 +56,9 @@ class FakeKube:
     async def patch_twin_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         self.writes.append(("status", "PhoenixTwin", name))
         self.statuses.append(status)
+
+    async def post_event(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
 
     def edit(self, kind: str, namespace: str, name: str, **changes: Any) -> None:
         """Someone else changes a child: a new revision with ``changes`` merged into it."""

@@ -159,6 +159,18 @@ async def test_a_deleted_child_is_restored_with_an_event(
     result = await reconciler.reconcile(KEY, "child")
     assert applies(kube) == {("Deployment", "alice-memory")}
     assert ("Normal", "ChildRestored") in {(e.type, e.reason) for e in result.events}
+    posted = kube.events[-1]
+    assert (posted["reason"], posted["message"]) == (
+        "ChildRestored",
+        "Restored Deployment alice-memory.",
+    )
+    assert posted["involvedObject"] == {
+        "apiVersion": "phoenixtwin.io/v1alpha1",
+        "kind": "PhoenixTwin",
+        "name": "alice",
+        "namespace": "team-a",
+        "uid": "u-1",
+    }
 
 
 async def test_an_edited_child_is_put_back(

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from phoenix_common.errors import InvalidInput
 from phoenix_operator import metrics, naming
 from phoenix_operator.api import COMPONENTS, Component, Twin, TwinStatus
-from phoenix_operator.kube import KubeClient, KubeError
+from phoenix_operator.kube import KubeClient, KubeError, event_for
 from phoenix_operator.reconcile import status
 from phoenix_operator.reconcile.apply import ChildApplier
 from phoenix_operator.reconcile.children import LiveChild, Rollout, TwinKey, newest
@@ -62,6 +62,7 @@ class Reconciler:
         ctx: RenderContext,
         *,
         now: Callable[[], str] = utc_now,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self.view = view
         self.kube = kube
@@ -69,6 +70,7 @@ class Reconciler:
         self.children = ChildApplier(kube, ctx)
         self.collections = collections
         self._now = now
+        self._clock = clock
         self._states: dict[TwinKey, TwinState] = {}
 
     def state(self, key: TwinKey) -> TwinState | None:
@@ -102,7 +104,20 @@ class Reconciler:
         if retryable:
             base = result.retry_after or self.collections.retry_seconds / 6
             result.retry_after = retry_delay(base, state.failures)
+        await self.post(body, result.events)
         return result
+
+    async def post(self, body: Mapping[str, Any], events: Sequence[Event]) -> None:
+        """Post events on the twin; a failure to post is logged, never a reconcile failure."""
+        for event in events:
+            try:
+                await self.kube.post_event(
+                    event_for(dict(body), event.type, event.reason, event.message, self._clock())
+                )
+            except KubeError as err:
+                logger.warning(
+                    "event not posted", extra={"reason": event.reason, "error": str(err)}
+                )
 
     async def _reconcile(
         self, key: TwinKey, body: Mapping[str, Any], state: TwinState, trigger: str
