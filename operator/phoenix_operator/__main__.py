@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     phoenix_logging.configure(settings, "operator")
     # One INFO line per handled watch event would drown everything else.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    # lightkube's HTTP library logs every request at INFO: the write metrics count them.
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
     registry = kopf.OperatorRegistry()
     handlers.register(registry, settings)
     liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None

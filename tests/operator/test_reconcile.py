@@ -318,3 +318,15 @@ async def test_a_spec_change_while_a_write_is_in_flight_is_still_applied(
     assert applies(kube) == set()
     env = kube.objects[("ConfigMap", "team-a", "alice-orchestrator-env")]["data"]
     assert env["OPENROUTER_MODEL"] == "other"
+
+
+async def test_a_watch_event_that_beats_the_apply_response_ends_the_write_in_flight(
+    kube: FakeKube, view: FakeView, reconciler: Reconciler
+) -> None:
+    """The event of a write can be handled before the write's own response arrives."""
+    await converge(kube, view, reconciler)
+    state = reconciler.state(KEY)
+    assert state is not None
+    state.seen(("ConfigMap", "alice-tools-policy"), 10_000)  # delivered first...
+    state.written(("ConfigMap", "alice-tools-policy"), 10_000, "h")  # ...answered second
+    assert state.in_flight == {}

@@ -103,7 +103,7 @@ class ChildApplier:
             written = children.live_child(outcome)
             verified[key] = written.digest
             if written.revision is not None:
-                state.in_flight[key] = (written.revision, written.applied_hash)
+                state.written(key, written.revision, written.applied_hash)
             if key in restored:
                 metrics.DRIFT_RESTORED.labels(kind=kind).inc()
                 result.events.append(Event("Normal", "ChildRestored", f"Restored {kind} {name}."))

@@ -45,6 +45,9 @@ class TwinState:
     # Children this process wrote (revision written, applied-hash) until the watch delivers
     # them: until then the index holds an older version that must not be mistaken for drift.
     in_flight: dict[ChildKey, tuple[int, str | None]] = field(default_factory=dict)
+    # The newest revision of each child the watch delivered: a write's event can arrive
+    # before the write's response, and must not leave that write in flight forever.
+    delivered: dict[ChildKey, int] = field(default_factory=dict)
     config_hashes: dict[Component, str] = field(default_factory=dict)
     problems: dict[str, Problem] = field(default_factory=dict)
     collections: tuple[str, ...] = ()
@@ -64,6 +67,15 @@ class TwinState:
 
     def seen(self, child: ChildKey, revision: int | None, *, deleted: bool = False) -> None:
         """The watch delivered ``child`` at ``revision``: our write of it is no longer in flight."""
+        if deleted:
+            self.delivered.pop(child, None)
+        elif revision is not None:
+            self.delivered[child] = max(revision, self.delivered.get(child, revision))
         written = self.in_flight.get(child)
         if written is not None and (deleted or (revision is not None and revision >= written[0])):
             del self.in_flight[child]
+
+    def written(self, child: ChildKey, revision: int, applied_hash: str | None) -> None:
+        """This process wrote ``child`` at ``revision``: in flight unless already delivered."""
+        if self.delivered.get(child, -1) < revision:
+            self.in_flight[child] = (revision, applied_hash)
