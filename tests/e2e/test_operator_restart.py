@@ -130,7 +130,7 @@ def test_killed_operator_converges_after_restart_without_orphans_or_stuck_finali
     assert len(children(kube_cluster, namespace)) == len(found)
 
     # Deleted while the operator is down: after the restart, that Deployment is the only
-    # child written (status follows its rollout) and nothing is deleted.
+    # child written, with one ChildRestored event; status follows its rollout.
     operator.kill()
     kube_cluster.kubectl("delete", "deployment", f"{names[1]}-tools", "-n", namespace)
     operator.start()
@@ -143,8 +143,16 @@ def test_killed_operator_converges_after_restart_without_orphans_or_stuck_finali
         timeout=60,
     )
     writes = written(operator)
-    assert operator.api_writes("Deployment") == 1, writes
-    assert operator.api_writes() - operator.api_writes("PhoenixTwin/status") == 1, writes
+    assert {name: value for name, value in writes.items() if "PhoenixTwin/status" not in name} == {
+        'phoenix_operator_api_writes_total{kind="Deployment",verb="apply"}': 1.0,
+        'phoenix_operator_api_writes_total{kind="Event",verb="create"}': 1.0,
+    }, writes
+    events = kube_cluster.get(
+        "events", "-n", namespace, "--field-selector", f"involvedObject.name={names[1]}"
+    )["items"]
+    assert [e["message"] for e in events if e["reason"] == "ChildRestored"] == [
+        f"Restored Deployment {names[1]}-tools."
+    ]
 
     # Killed again, then every twin deleted: nothing stays stuck on a finalizer.
     operator.kill()
