@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -140,6 +141,11 @@ def _reconciles(operator: OperatorProcess, trigger: str) -> float:
     return _counter(operator, "phoenix_operator_reconciles_total", f'trigger="{trigger}"')
 
 
+def _progress(message: str) -> None:
+    """Each phase's figure as soon as it is known (a 1,000-twin run takes long)."""
+    print(f"operator bench: {message}", file=sys.stderr, flush=True)
+
+
 def _rss(operator: OperatorProcess) -> float:
     assert operator.proc is not None
     return float(psutil.Process(operator.proc.pid).memory_info().rss) / 2**20
@@ -224,6 +230,7 @@ def run() -> list[Figure]:
             )
             install_crd(kube)
             baseline = _baseline(kube)
+            _progress(f"kubectl baseline {baseline:.1f} s")
 
             namespaces = _namespaces("twins")
             _create_namespaces(kube, namespaces)
@@ -245,11 +252,13 @@ def run() -> list[Figure]:
                 interval=2,
             )
             ready = time.monotonic() - started
+            _progress(f"operator all Ready {ready:.1f} s (idle RSS {idle_rss:.1f} MiB)")
             create_echoes = _counter(operator, "phoenix_operator_child_events_total")
             create_child_reconciles = _reconciles(operator, "child")
 
             resync_api, resync_op = _full_resync(operator, kube)
             rss = _rss(operator)
+            _progress(f"resync writes api={resync_api} op={resync_op}; RSS {rss:.1f} MiB")
 
             operator.kill()
             api_before = _apiserver_writes(kube)
@@ -266,6 +275,9 @@ def run() -> list[Figure]:
             restart_api = _apiserver_writes(kube) - api_before
             restart_op = operator.api_writes()  # this process's count: all since its start
             restarted_rss = _rss(operator)
+            _progress(
+                f"restart: checked in {checked:.1f} s, writes api={restart_api} op={restart_op}"
+            )
 
             per_twin_burst = _echo_burst(operator, kube, namespaces)
         finally:

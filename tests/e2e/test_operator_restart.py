@@ -130,7 +130,7 @@ def test_killed_operator_converges_after_restart_without_orphans_or_stuck_finali
     assert len(children(kube_cluster, namespace)) == len(found)
 
     # Deleted while the operator is down: after the restart, that Deployment is the only
-    # child written, with one ChildRestored event; status follows its rollout.
+    # child written (a ChildRestored event says so; status and events follow its rollout).
     operator.kill()
     kube_cluster.kubectl("delete", "deployment", f"{names[1]}-tools", "-n", namespace)
     operator.start()
@@ -143,9 +143,13 @@ def test_killed_operator_converges_after_restart_without_orphans_or_stuck_finali
         timeout=60,
     )
     writes = written(operator)
-    assert {name: value for name, value in writes.items() if "PhoenixTwin/status" not in name} == {
-        'phoenix_operator_api_writes_total{kind="Deployment",verb="apply"}': 1.0,
-        'phoenix_operator_api_writes_total{kind="Event",verb="create"}': 1.0,
+    children_written = {
+        name: value
+        for name, value in writes.items()
+        if 'kind="PhoenixTwin/status"' not in name and 'kind="Event"' not in name
+    }
+    assert children_written == {
+        'phoenix_operator_api_writes_total{kind="Deployment",verb="apply"}': 1.0
     }, writes
     events = kube_cluster.get(
         "events", "-n", namespace, "--field-selector", f"involvedObject.name={names[1]}"

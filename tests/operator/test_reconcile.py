@@ -330,3 +330,15 @@ async def test_a_watch_event_that_beats_the_apply_response_ends_the_write_in_fli
     state.seen(("ConfigMap", "alice-tools-policy"), 10_000)  # delivered first...
     state.written(("ConfigMap", "alice-tools-policy"), 10_000, "h")  # ...answered second
     assert state.in_flight == {}
+
+
+async def test_a_child_deleted_while_the_operator_was_down_is_reported_as_restored(
+    kube: FakeKube, view: FakeView, reconciler: Reconciler, tmp_path: Path
+) -> None:
+    await converge(kube, view, reconciler)
+    del kube.objects[("Deployment", "team-a", "alice-tools")]
+    view.deliver(kube)
+    kube.writes.clear()
+    result = await make_reconciler(kube, view, tmp_path).reconcile(KEY, "resume")
+    assert applies(kube) == {("Deployment", "alice-tools")}
+    assert "ChildRestored" in {e.reason for e in result.events}

@@ -55,9 +55,9 @@ class ChildApplier:
         desired = children.rendered(render.children(twin, self.ctx, api_key))
         state.config_hashes = {c: render.config.config_hash(twin, c, self.ctx) for c in COMPONENTS}
         in_flight = {key: applied for key, (_, applied) in state.in_flight.items()}
-        changes = children.compare(
-            desired, live, twin.uid, known=state.verified.keys(), in_flight=in_flight
-        )
+        created = state.created == rendered_for
+        known = {render.key(m) for m in desired} if created else state.verified.keys()
+        changes = children.compare(desired, live, twin.uid, known=known, in_flight=in_flight)
         verified: dict[ChildKey, int] = {}
         for key in map(render.key, desired):
             if key in state.in_flight and key in state.verified:
@@ -74,7 +74,7 @@ class ChildApplier:
             state.rendered_for = None  # compare everything again next time
         else:
             state.problems.pop("apply", None)
-            state.rendered_for = rendered_for
+            state.rendered_for = state.created = rendered_for
         state.verified = verified
 
     async def _apply(

@@ -39,6 +39,9 @@ class TwinState:
 
     # The (uid, generation) the children below were rendered for; None: never rendered.
     rendered_for: tuple[str, int] | None = None
+    # Every child of this generation was created once (by this process, or by an earlier one
+    # whose status says it observed this generation): a missing child was deleted, a drift.
+    created: tuple[str, int] | None = None
     # Every rendered child and the digest of its content when last seen matching the rendering
     # (from an apply response or a comparison): a watch event with that digest is an echo.
     verified: dict[ChildKey, int] = field(default_factory=dict)

@@ -264,6 +264,9 @@ def _resumed(body: Mapping[str, Any]) -> TwinState:
     ready, degraded = stored.condition("Ready"), stored.condition("Degraded")
     state.ready = ready is not None and ready.status == "True"
     state.collections = stored.collections
+    meta = body.get("metadata") or {}
+    if stored.observed_generation == meta.get("generation") and ready is not None:
+        state.created = (str(meta.get("uid", "")), stored.observed_generation)
     if degraded is not None and degraded.status == "True":
         state.warned = (degraded.reason, degraded.message)
     return state
