@@ -39,7 +39,7 @@ from tests.e2e.operator_process import OperatorProcess, install_crd, twin
 
 TWINS = int(os.environ.get("PHOENIX_BENCH_TWINS", "1000"))
 NAMESPACES = 10
-RESYNC_SECONDS = 60
+RESYNC_SECONDS = int(os.environ.get("PHOENIX_BENCH_RESYNC_SECONDS", "60"))
 TIMEOUT = 3600
 OWNED_RESOURCES = (
     "configmaps",
