@@ -32,6 +32,7 @@ Component = Literal["gateway", "orchestrator", "memory", "tools"]
 COMPONENTS: tuple[Component, ...] = ("gateway", "orchestrator", "memory", "tools")
 
 ConditionType = Literal["Ready", "Progressing", "Degraded"]
+ConditionStatus = Literal["True", "False", "Unknown"]
 Phase = Literal["Pending", "Progressing", "Ready", "Degraded", "Suspended"]
 
 
@@ -230,3 +231,65 @@ class Twin:
         )
         _ = twin.ref  # validates namespace and name as DNS labels
         return twin
+
+
+# --------------------------------------------------------------------------- status
+
+
+class _StatusModel(BaseModel):
+    """Status parts: camelCase on the wire, exactly the fields the CRD's status schema declares."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore"
+    )
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON the API server stores (aliases, optional fields left out when unset)."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class Condition(_StatusModel):
+    """A kstatus condition; ``lastTransitionTime`` moves only when ``status`` does."""
+
+    type: ConditionType
+    status: ConditionStatus
+    reason: str
+    message: str
+    observed_generation: int
+    last_transition_time: str | None = None
+
+
+class ComponentStatus(_StatusModel):
+    """One component's rollout, read from its Deployment."""
+
+    ready: bool
+    replicas: int
+    ready_replicas: int
+    updated_replicas: int
+    config_hash: str | None = None
+
+
+class TwinStatus(_StatusModel):
+    """``status`` of a PhoenixTwin; phoenix-operator is its only writer."""
+
+    observed_generation: int = 0
+    phase: Phase = "Pending"
+    components_ready: str = f"0/{len(COMPONENTS)}"
+    components: dict[Component, ComponentStatus] = Field(default_factory=dict)
+    collections: tuple[str, ...] = ()
+    conditions: tuple[Condition, ...] = ()
+    gateway_api_key_secret: str | None = None
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> TwinStatus | None:
+        """The status stored on a twin, or None when there is none (or it is not ours)."""
+        raw = body.get("status")
+        if not raw:
+            return None
+        try:
+            return cls.model_validate(raw)
+        except ValidationError:
+            return None
+
+    def condition(self, kind: ConditionType) -> Condition | None:
+        return next((c for c in self.conditions if c.type == kind), None)

@@ -44,7 +44,29 @@ class OperatorSettings(CommonSettings):
         description="How often every twin is re-checked against its rendered children.",
     )
     max_concurrent_reconciles: int = Field(
-        8, ge=1, validation_alias="PHOENIX_OPERATOR_MAX_CONCURRENT_RECONCILES"
+        8,
+        ge=1,
+        validation_alias="PHOENIX_OPERATOR_MAX_CONCURRENT_RECONCILES",
+        description="Workers of the reconcile queue: twins reconciled at the same time.",
+    )
+    twin_selector: str | None = Field(
+        None,
+        validation_alias="PHOENIX_OPERATOR_TWIN_SELECTOR",
+        description="Label selector of the twins this replica serves (sharding, e.g. "
+        "'phoenixtwin.io/shard=a'); unset serves every twin in scope.",
+    )
+    write_attempts: int = Field(
+        5,
+        ge=1,
+        validation_alias="PHOENIX_OPERATOR_WRITE_ATTEMPTS",
+        description="Attempts per API call on 429/5xx/connection errors (exponential "
+        "backoff, or the server's Retry-After).",
+    )
+    list_chunk_size: int = Field(
+        500,
+        ge=1,
+        validation_alias="PHOENIX_OPERATOR_LIST_CHUNK_SIZE",
+        description="Page size of the watches' initial lists.",
     )
     request_timeout_seconds: float = Field(
         30.0, gt=0, validation_alias="PHOENIX_OPERATOR_REQUEST_TIMEOUT_SECONDS"

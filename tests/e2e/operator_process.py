@@ -57,7 +57,8 @@ class OperatorProcess:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        wait_for(self.healthy, what="phoenix-operator /healthz", timeout=30)
+        # Importing kopf, lightkube and qdrant-client takes ~10 s on a loaded 2-core machine.
+        wait_for(self.healthy, what="phoenix-operator /healthz", timeout=120)
 
     def healthy(self) -> bool:
         if self.proc is None or self.proc.poll() is not None:
