@@ -242,7 +242,7 @@ async def child_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_:
     echo = not deleted and state.verified.get(child.key) == child.digest
     if echo and child.rollout is None:  # a workload's status still feeds the twin's
         return
-    if operator.queue.request(twin, "child"):
+    if operator.queue.request(twin, "child", settle=operator.settings.child_settle_seconds):
         metrics.CHILD_EVENTS.labels(result="queued").inc()
     else:
         metrics.CHILD_EVENTS.labels(result="coalesced").inc()

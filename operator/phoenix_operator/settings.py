@@ -43,6 +43,15 @@ class OperatorSettings(CommonSettings):
         validation_alias="PHOENIX_OPERATOR_RESYNC_SECONDS",
         description="How often every twin is re-checked against its rendered children.",
     )
+    child_settle_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=30,
+        validation_alias="PHOENIX_OPERATOR_CHILD_SETTLE_SECONDS",
+        description="A child's watch event queues its twin once the twin's children have been "
+        "quiet this long (at most 5 times this after the first event): a burst of edits is "
+        "one reconcile. 0 reconciles on every event.",
+    )
     max_concurrent_reconciles: int = Field(
         8,
         ge=1,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from phoenix_operator.reconcile.children import TwinKey
 from phoenix_operator.reconcile.queue import ReconcileQueue
@@ -88,3 +90,95 @@ async def test_workers_bound_how_many_twins_reconcile_at_once() -> None:
     await settle(queue)
     await queue.stop()
     assert len(run.calls) == 10
+
+
+class ManualClock:
+    """Time that moves only when the test says; timers fire as it passes them."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.timers: list[ManualTimer] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Callable[[], object]) -> ManualTimer:
+        timer = ManualTimer(when, callback)
+        self.timers.append(timer)
+        return timer
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        for timer in [t for t in self.timers if t.when <= self.now and not t.cancelled]:
+            timer.cancelled = True
+            timer.callback()
+
+
+@dataclass
+class ManualTimer:
+    when: float
+    callback: Callable[[], object]
+    cancelled: bool = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+async def test_child_events_spread_over_time_settle_into_one_reconcile() -> None:
+    """kubectl annotating five ConfigMaps one after another: events 0.4 s apart, one reconcile."""
+    run = Recorder()
+    run.release.set()
+    clock = ManualClock()
+    queue = ReconcileQueue(run, workers=2, clock=clock)
+    queue.start()
+    accepted = []
+    for _ in range(5):
+        accepted.append(queue.request(("ns", "a"), "child", settle=1.0))
+        clock.advance(0.4)
+        await settle_workers()
+    assert run.calls == []  # still settling: each event pushed the deadline on
+    clock.advance(1.0)
+    await settle(queue)
+    await queue.stop()
+    assert accepted == [True, False, False, False, False]
+    assert run.calls == [(("ns", "a"), "child")]
+
+
+async def test_a_twin_whose_children_never_quiet_down_is_still_reconciled() -> None:
+    run = Recorder()
+    run.release.set()
+    clock = ManualClock()
+    queue = ReconcileQueue(run, workers=1, clock=clock)
+    queue.start()
+    for _ in range(30):  # an event every 0.5 s for 15 s, with a 1 s settle time
+        queue.request(("ns", "a"), "child", settle=1.0)
+        clock.advance(0.5)
+        await settle_workers()
+    await settle(queue)
+    await queue.stop()
+    # Capped at 5 s after the first event of each burst: 15 s of events, 3 reconciles.
+    assert run.calls == [(("ns", "a"), "child")] * 3
+
+
+async def test_a_request_without_settle_queues_a_settling_twin_at_once() -> None:
+    run = Recorder()
+    run.release.set()
+    clock = ManualClock()
+    queue = ReconcileQueue(run, workers=1, clock=clock)
+    queue.start()
+    assert queue.request(("ns", "a"), "child", settle=30.0)
+    await settle_workers()
+    assert run.calls == []
+    assert not queue.request(("ns", "a"), "resync")  # coalesced, and queued now
+    await settle(queue)
+    assert run.calls == [(("ns", "a"), "child")]
+    clock.advance(60)  # the cancelled settle timer does not queue it again
+    await settle(queue)
+    await queue.stop()
+    assert len(run.calls) == 1
+
+
+async def settle_workers() -> None:
+    """Let queued work start (workers run only when the test yields)."""
+    for _ in range(20):
+        await asyncio.sleep(0)
