@@ -142,11 +142,13 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Sta
                 ),
                 local_path=state.settings.qdrant_local_path,
                 timeout=state.settings.qdrant_timeout_seconds,
+                default_tenancy=state.settings.default_qdrant_tenancy,
             ),
             RenderContext(
                 image_prefix=state.settings.image_prefix,
                 image_tag=state.settings.image_tag,
                 default_qdrant_url=state.settings.default_qdrant_url,
+                default_qdrant_tenancy=state.settings.default_qdrant_tenancy,
             ),
             state.cache,
             qdrant_retry_seconds=state.settings.qdrant_retry_seconds,

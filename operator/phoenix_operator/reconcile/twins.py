@@ -26,7 +26,7 @@ from phoenix_operator import metrics, naming, render
 from phoenix_operator.api import COMPONENTS, SKIP_RECLAIM_ANNOTATION, Component, SecretKeyRef, Twin
 from phoenix_operator.reconcile import drift, status
 from phoenix_operator.reconcile.cache import Cache, ChildKey, TwinKey
-from phoenix_operator.reconcile.qdrant import QdrantConnector, collections
+from phoenix_operator.reconcile.qdrant import QdrantConnector
 from phoenix_operator.render.common import Manifest, RenderContext, stable_hash
 
 logger = logging.getLogger(__name__)
@@ -284,6 +284,7 @@ class Reconciler:
                 self.qdrant.describe(twin),
                 twin.spec.memory.namespaces,
                 twin.spec.memory.embedding.dimension,
+                self.qdrant.collections(twin),
             ]
         )
         if runtime.collections_key == wanted_key and "qdrant" not in runtime.problems:
@@ -292,7 +293,7 @@ class Reconciler:
             api_key = await self._secret_key(
                 twin.namespace, twin.spec.memory.qdrant.api_key_secret_ref
             )
-            names = await self.qdrant.ensure(twin, api_key)
+            names = await self.qdrant.check(twin, api_key)
         except (DependencyUnavailable, kube_api.KubeError) as err:
             runtime.problems["qdrant"] = status.Problem("QdrantUnreachable", str(err))
             metrics.ERRORS.labels(reason="QdrantUnreachable").inc()
@@ -303,7 +304,12 @@ class Reconciler:
         runtime.problems.pop("qdrant", None)
         if names != runtime.collections:  # first time, or the namespaces changed
             outcome.events.append(
-                Event("Normal", "CollectionsEnsured", f"Collections ready: {', '.join(names)}.")
+                Event(
+                    "Normal",
+                    "CollectionsEnsured",
+                    f"Qdrant reachable; memories go to {', '.join(names)} "
+                    "(created by the memory service on first use).",
+                )
             )
         runtime.collections = names
         runtime.collections_key = wanted_key
@@ -422,7 +428,7 @@ class Reconciler:
         except (DependencyUnavailable, kube_api.KubeError) as err:
             metrics.ERRORS.labels(reason="ReclaimFailed").inc()
             if attempt + 1 >= self.reclaim_max_attempts:
-                left = ", ".join(collections(twin))
+                left = ", ".join(self.qdrant.collections(twin))
                 outcome.events.append(
                     Event(
                         "Warning",
