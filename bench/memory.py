@@ -4,7 +4,9 @@
    path it replaced (sentence-transformers, the reference): single-query latency
    p50 and batch throughput (64 per call), alternating so both see the same load.
 2. The phoenix-memory process: RSS with the model loaded and 10,000 memories,
-   after queries and commits over gRPC, run as the image runs it (its env).
+   after queries and commits over gRPC, run as the image runs it (its env): on a
+   Qdrant server (the cluster's configuration; the real binary, QDRANT_BIN), and
+   on Qdrant Edge, where the engine and the data are in the process too.
 3. QueryMemory p50 over gRPC against embed + a direct search on the same store,
    with where the time goes (embedding, search, exact count, the rest).
 4. Tenancy (bench/memory_tenancy.py): QueryMemory without embedding at N tenants
@@ -39,7 +41,10 @@ from phoenix_memory.embed.batching import BatchingEmbedder
 from phoenix_memory.embed.local import LocalEmbedder
 from phoenix_memory.model import Memory, MemoryFilter
 from phoenix_memory.server import start
+from phoenix_memory.store.base import MemoryStore
 from phoenix_memory.store.edge import EdgeStore
+from phoenix_memory.store.qdrant_server import QdrantServerStore
+from tests.memory.qdrant_server import qdrant_endpoint
 from tests.memory.torch_reference import TorchEmbedder
 
 AREA = "memory"
@@ -133,10 +138,13 @@ async def _embedders(onnx: LocalEmbedder) -> list[Figure]:
     ]
 
 
-async def _fill(archive: Archive) -> None:
-    """MEMORIES memories: DISTINCT_TEXTS real embeddings, each stored for AGENTS twin ids."""
+async def _fill(archive: Archive, *others: MemoryStore) -> None:
+    """MEMORIES memories: DISTINCT_TEXTS real embeddings, each stored for AGENTS twin ids,
+    in the archive's store and the same points in ``others``."""
     scope = archive.scope(NAMESPACE)
-    await archive.store.ensure(scope, archive.embedder.dim)
+    stores = (archive.store, *others)
+    for store in stores:
+        await store.ensure(scope, archive.embedder.dim)
     created = datetime.now(UTC)
     for first in range(0, DISTINCT_TEXTS, SETUP_BATCH):
         texts = [memory_text(i) for i in range(first, min(first + SETUP_BATCH, DISTINCT_TEXTS))]
@@ -157,7 +165,8 @@ async def _fill(archive: Archive) -> None:
             for agent in range(AGENTS)
             for i, (text, vector) in enumerate(zip(texts, vectors, strict=True))
         ]
-        await archive.store.upsert(scope, points)
+        for store in stores:
+            await store.upsert(scope, points)
 
 
 async def _queries(stub: Any, archive: Archive) -> list[Figure]:
@@ -213,17 +222,16 @@ def _rss_mib(pid: int) -> float:
     return int(status.split("VmRSS:")[1].split()[0]) / 1024
 
 
-async def _service_rss(data_dir: Path) -> Figure:
-    """RSS of a real phoenix-memory on the 10,000 memories, after queries and commits."""
+async def _service_rss(backend: dict[str, str]) -> float:
+    """RSS (MiB) of a real phoenix-memory on the 10,000 memories, after queries and commits."""
     port = memory_tenancy.free_port()
     env = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("MEMORY_", "QDRANT_", "EMBEDDING_", "TWIN_"))
     }
-    env |= IMAGE_ENV | {
-        "MEMORY_BACKEND": "edge",
-        "MEMORY_DATA_DIR": str(data_dir),
+    env |= IMAGE_ENV | backend
+    env |= {
         "MEMORY_GRPC_HOST": "127.0.0.1",
         "MEMORY_GRPC_PORT": str(port),
         "MEMORY_METRICS_PORT": "0",
@@ -254,15 +262,7 @@ async def _service_rss(data_dir: Path) -> Figure:
                 for i in range(64)
             ]
             await asyncio.gather(*commits)  # concurrent: batched long texts, the peak case
-        return Figure(
-            AREA,
-            f"phoenix-memory RSS, model + {MEMORIES} memories",
-            _rss_mib(process.pid),
-            "MiB",
-            baseline=RSS_GOAL_MIB,
-            baseline_name="goal",
-            goal="<= 1x",
-        )
+        return _rss_mib(process.pid)
     finally:
         process.terminate()
         await asyncio.wait_for(process.wait(), 30)
@@ -272,9 +272,14 @@ async def _run() -> list[Figure]:
     model = await LocalEmbedder.load(batch_size=64)
     figures = await _embedders(model)
     embedder = BatchingEmbedder(model, max_batch=64)
-    with tempfile.TemporaryDirectory(prefix="phoenix-memory-bench-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="phoenix-memory-bench-") as tmp,
+        qdrant_endpoint() as qdrant,
+    ):
         archive = Archive(TWIN, EdgeStore(Path(tmp) / "data"), embedder)
-        await _fill(archive)
+        server_store = QdrantServerStore.connect(qdrant.grpc_url, api_key=None, timeout_s=30)
+        await _fill(archive, server_store)
+        await server_store.close()
         server = await start(archive, heartbeat_interval_s=None)
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
@@ -282,7 +287,30 @@ async def _run() -> list[Figure]:
                 figures += await _queries(stub, archive)
         finally:
             await server.stop(0)  # closes the archive, its store and embedder
-        figures.append(await _service_rss(Path(tmp) / "data"))
+        in_cluster = await _service_rss({"MEMORY_BACKEND": "qdrant", "QDRANT_URL": qdrant.grpc_url})
+        embedded = await _service_rss(
+            {"MEMORY_BACKEND": "edge", "MEMORY_DATA_DIR": str(Path(tmp) / "data")}
+        )
+        figures += [
+            Figure(
+                AREA,
+                f"phoenix-memory RSS, model + {MEMORIES} memories in Qdrant",
+                in_cluster,
+                "MiB",
+                baseline=RSS_GOAL_MIB,
+                baseline_name="goal",
+                goal="<= 1x",
+            ),
+            Figure(
+                AREA,
+                "  same, Qdrant Edge in-process (engine + data in RSS)",
+                embedded,
+                "MiB",
+                baseline=RSS_GOAL_MIB,
+                baseline_name="goal",
+                goal="informational",
+            ),
+        ]
         figures += await memory_tenancy.run(Path(tmp) / "tenancy")
     figures += installed_mib(AREA)
     return figures

@@ -26,13 +26,16 @@ import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from phoenix_common import qdrant
 from phoenix_common.naming import TwinRef, parse_collection_name
 from phoenix_memory.metrics import BACKUPS, LAST_BACKUP_SECONDS
 from phoenix_memory.store.base import MemoryStore, backend_errors
 from phoenix_memory.store.edge import EdgeStore
-from phoenix_memory.store.qdrant_server import QdrantServerStore
+
+if TYPE_CHECKING:
+    from phoenix_memory.store.qdrant_server import QdrantServerStore
 
 logger = logging.getLogger(__name__)
 STAMP = "%Y%m%dT%H%M%S%fZ"
@@ -56,11 +59,18 @@ async def twin_collections(store: MemoryStore, twin: TwinRef) -> list[str]:
         if not store.data_dir.is_dir():
             return []
         return owned([p.name for p in store.data_dir.iterdir() if p.is_dir()], twin)
-    if isinstance(store, QdrantServerStore):
-        with backend_errors("Qdrant", "list collections"):
-            response = await store.client.get_collections()
-        return owned([c.name for c in response.collections], twin)
-    raise TypeError(f"no backups for {store.description}")
+    server = _server_store(store)
+    with backend_errors("Qdrant", "list collections"):
+        response = await server.client.get_collections()
+    return owned([c.name for c in response.collections], twin)
+
+
+def _server_store(store: MemoryStore) -> QdrantServerStore:
+    from phoenix_memory.store.qdrant_server import QdrantServerStore  # noqa: PLC0415
+
+    if not isinstance(store, QdrantServerStore):
+        raise TypeError(f"no backups for {store.description}")
+    return store
 
 
 async def back_up(
@@ -77,13 +87,13 @@ async def back_up(
         partial.rename(target)  # a backup directory is complete or absent
         _prune_edge(backup_dir, keep)
         return Backup(name, copied)
-    assert isinstance(store, QdrantServerStore)
+    client = _server_store(store).client
     with backend_errors("Qdrant", "snapshot"):
         for collection in collections:
-            await store.client.create_snapshot(collection, wait=True)
-            snapshots = await store.client.list_snapshots(collection)
+            await client.create_snapshot(collection, wait=True)
+            snapshots = await client.list_snapshots(collection)
             for old in sorted(snapshots, key=lambda s: s.creation_time or "")[:-keep]:
-                await store.client.delete_snapshot(collection, old.name, wait=True)
+                await client.delete_snapshot(collection, old.name, wait=True)
     return Backup(name, collections)
 
 
