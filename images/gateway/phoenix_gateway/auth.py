@@ -15,6 +15,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import json
 import logging
 import secrets
 import time
@@ -22,9 +23,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-
-import jwt
-import yaml
 
 from phoenix_common.errors import InvalidInput
 from phoenix_gateway.settings import GatewaySettings
@@ -38,10 +36,14 @@ MIN_KEY_LENGTH = 16
 
 @dataclass(frozen=True)
 class Principal:
-    """An authenticated caller: the twin it acts for and how it proved it."""
+    """A caller: the twin it acts for and how it proved it.
 
-    twin_id: str
-    method: Literal["api_key", "jwt", "session"]
+    ``twin_id`` None is an anonymous caller of the local no-auth mode (see
+    ``access``), who acts as whatever twin the request names.
+    """
+
+    twin_id: str | None
+    method: Literal["api_key", "jwt", "session", "local"]
     source: Literal["header", "query", "cookie"] = "header"
     expires_at: float | None = None  # epoch seconds; a JWT's exp, a session's expiry
 
@@ -90,8 +92,8 @@ class ApiKeys:
                     if not entry.name.startswith(".") and entry.is_file()
                 }
             else:
-                raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+                raw = _json_or_yaml(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as err:
             raise InvalidInput(f"GATEWAY_API_KEYS_FILE {path}: cannot read: {err}") from None
         return cls(parse_keys(raw, origin=str(path)))
 
@@ -139,6 +141,20 @@ class KeysFile:
                 except InvalidInput as err:
                     logger.warning("keys file rejected; keeping the previous keys: %s", err)
         return self._keys
+
+
+def _json_or_yaml(text: str) -> object:
+    """JSON, else YAML (imported only for a YAML file: the gateway has no other use for it)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    import yaml  # noqa: PLC0415
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ValueError(str(err)) from None
 
 
 def parse_keys(raw: object, *, origin: str) -> dict[str, list[str]]:
@@ -208,12 +224,16 @@ class JwtVerifier:
     def __init__(
         self, *, jwks_url: str, issuer: str, audience: str | None, twin_claim: str
     ) -> None:
+        import jwt  # noqa: PLC0415 - PyJWT and cryptography (~9 MiB) only when JWTs are used
+
         self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300, timeout=5)
         self._issuer = issuer
         self._audience = audience
         self._twin_claim = twin_claim
 
     def _verify(self, token: str) -> tuple[str, float] | None:
+        import jwt  # noqa: PLC0415 - loaded by __init__ already
+
         try:
             key = self._jwks.get_signing_key_from_jwt(token)
             claims = jwt.decode(
@@ -320,12 +340,3 @@ def find_credential(
     if cookies.get(COOKIE_NAME):
         return Credential(cookies[COOKIE_NAME], "cookie")
     return None
-
-
-def same_origin(headers: Mapping[str, str]) -> bool:
-    """Whether a browser request's Origin (if any) is this host (cookies must not go cross-site)."""
-    origin = headers.get("origin")
-    if origin is None:
-        return True
-    host = headers.get("host", "")
-    return origin.split("://", 1)[-1].rstrip("/") == host
