@@ -8,6 +8,7 @@ default existed still parses to the same spec.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -16,7 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.alias_generators import to_camel
 
 from phoenix_common.errors import InvalidInput
-from phoenix_common.naming import DEFAULT_MEMORY_NAMESPACE, TwinRef, validate_memory_namespace
+from phoenix_common.naming import (
+    DEFAULT_MEMORY_NAMESPACE,
+    Tenancy,
+    TwinRef,
+    validate_memory_namespace,
+)
 
 GROUP = "phoenixtwin.io"
 VERSION = "v1alpha1"
@@ -106,6 +112,59 @@ class OrchestratorSpec(ComponentSpec):
 class QdrantSpec(_Model):
     url: str | None = None
     api_key_secret_ref: SecretKeyRef | None = None
+    # collection: a collection per memory namespace; payload: the endpoint's shared
+    # collection, filtered by tenant. None: the operator's default for its default endpoint.
+    tenancy: Tenancy | None = None
+
+    def resolved_tenancy(self, default: Tenancy) -> Tenancy:
+        """The endpoint's mode: the spec's, else the operator's default for its own default
+        endpoint (``default``), else collection."""
+        if self.tenancy is not None:
+            return self.tenancy
+        return default if self.url is None else "collection"
+
+
+DURATION = re.compile(r"^(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?$")
+
+
+def duration_seconds(value: str) -> int:
+    """Seconds in a duration such as 30d, 12h, 1h30m or 90s; ValueError if malformed."""
+    match = DURATION.match(value)
+    if not value or match is None:
+        raise ValueError(f"{value!r} is not a duration like 30d, 12h, 1h30m or 90s")
+    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    if total <= 0:
+        raise ValueError(f"duration {value!r} must be positive")
+    return total
+
+
+class NamespacePolicySpec(_Model):
+    """Retention and near-duplicate handling of one memory namespace."""
+
+    namespace: str
+    max_age: str | None = None
+    max_count: int | None = Field(None, ge=1)
+    dedup_threshold: float | None = Field(None, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _valid(self) -> NamespacePolicySpec:
+        validate_memory_namespace(self.namespace)
+        if self.max_age is not None:
+            duration_seconds(self.max_age)
+        return self
+
+
+class BackupSpec(_Model):
+    """Scheduled snapshots of the twin's collections (collection tenancy)."""
+
+    every: str = "24h"
+    keep: int = Field(7, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _valid(self) -> BackupSpec:
+        duration_seconds(self.every)
+        return self
 
 
 class EmbeddingSpec(_Model):
@@ -127,6 +186,8 @@ class MemorySpec(ComponentSpec):
     namespaces: tuple[str, ...] = (DEFAULT_MEMORY_NAMESPACE,)
     embedding: EmbeddingSpec = EmbeddingSpec()
     reclaim_policy: Literal["Retain", "Delete"] = "Retain"
+    policies: tuple[NamespacePolicySpec, ...] = ()
+    backup: BackupSpec | None = None
 
     @model_validator(mode="after")
     def _valid_namespaces(self) -> MemorySpec:
@@ -134,6 +195,14 @@ class MemorySpec(ComponentSpec):
             validate_memory_namespace(namespace)
         if len(set(self.namespaces)) != len(self.namespaces):
             raise ValueError(f"memory.namespaces must be unique, got {list(self.namespaces)}")
+        named = [policy.namespace for policy in self.policies]
+        if len(set(named)) != len(named):
+            raise ValueError(f"memory.policies name a namespace twice: {named}")
+        if self.backup is not None and self.qdrant.tenancy == "payload":
+            raise ValueError(
+                "memory.backup needs collection tenancy: a shared collection holds other "
+                "tenants and is backed up where that Qdrant is run"
+            )
         return self
 
 

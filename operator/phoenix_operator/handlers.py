@@ -133,6 +133,7 @@ def start_operator(
         ),
         local_path=settings.qdrant_local_path,
         timeout=settings.qdrant_timeout_seconds,
+        default_tenancy=settings.default_qdrant_tenancy,
     )
     reconciler = Reconciler(
         view,
@@ -147,6 +148,7 @@ def start_operator(
             image_prefix=settings.image_prefix,
             image_tag=settings.image_tag,
             default_qdrant_url=settings.default_qdrant_url,
+            default_qdrant_tenancy=settings.default_qdrant_tenancy,
         ),
     )
     queue = ReconcileQueue(reconciler.reconcile, workers=settings.max_concurrent_reconciles)

@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
+from phoenix_common.naming import Tenancy
 from phoenix_common.settings import CommonSettings
 
 
@@ -95,6 +96,13 @@ class OperatorSettings(CommonSettings):
         None,
         validation_alias="PHOENIX_OPERATOR_DEFAULT_QDRANT_API_KEY",
         description="API key of the default Qdrant, for the operator's own collection calls.",
+    )
+    default_qdrant_tenancy: Tenancy = Field(
+        "collection",
+        validation_alias="PHOENIX_OPERATOR_DEFAULT_QDRANT_TENANCY",
+        description="Tenancy of the default Qdrant: collection (one collection per memory "
+        "namespace) or payload (one shared collection, filtered by tenant); a twin's "
+        "spec.memory.qdrant.tenancy wins.",
     )
     qdrant_local_path: Path | None = Field(
         None,

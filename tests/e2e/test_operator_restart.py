@@ -161,6 +161,8 @@ def test_killed_operator_converges_after_restart_without_orphans_or_stuck_finali
 
     # Killed again, then every twin deleted: nothing stays stuck on a finalizer.
     operator.kill()
+    # The collections the memory services would have created, for reclaim to act on.
+    operator.seed_collections(namespace, [f"phx.{namespace}.{n}.default" for n in names])
     operator.start()
     kube_cluster.kubectl("delete", "ptwin", "--all", "-n", namespace, "--wait=false")
     wait_for(

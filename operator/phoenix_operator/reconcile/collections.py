@@ -1,8 +1,9 @@
-"""A twin's Qdrant collections: ensured while it lives, reclaimed on deletion (policy Delete).
+"""A twin's Qdrant endpoint: checked while it lives, its memories reclaimed on deletion.
 
-The Qdrant calls themselves (schema, client) live in reconcile/qdrant.py; this
-module decides when to make them, reads the API-key Secret, and turns failures
-into the twin's ``QdrantUnreachable`` problem or a bounded reclaim.
+The memory service owns the schema (it creates collections and payload indexes on
+first use); the Qdrant calls themselves live in reconcile/qdrant.py. This module
+decides when to make them, reads the API-key Secret, and turns failures into the
+twin's ``QdrantUnreachable`` problem or a bounded reclaim.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ from phoenix_operator import metrics
 from phoenix_operator.api import SKIP_RECLAIM_ANNOTATION, SecretKeyRef, Twin
 from phoenix_operator.kube import KubeClient, KubeError
 from phoenix_operator.reconcile.children import secret_value
-from phoenix_operator.reconcile.qdrant import QdrantConnector, collections
+from phoenix_operator.reconcile.qdrant import QdrantConnector
 from phoenix_operator.reconcile.state import Event, ReconcileResult, TwinState
 from phoenix_operator.reconcile.status import Problem
 from phoenix_operator.render.common import stable_hash
 
 
 class Collections:
-    """Ensures and reclaims twins' collections through a ``QdrantConnector``."""
+    """Checks twins' Qdrant endpoints and reclaims their memories through a ``QdrantConnector``."""
 
     def __init__(
         self,
@@ -43,17 +44,18 @@ class Collections:
         return secret_value(await self.kube.get("v1", "Secret", namespace, ref.name), ref.key)
 
     def wanted_key(self, twin: Twin) -> str:
-        """Changes exactly when the collections to ensure change (endpoint, names, size)."""
+        """Changes exactly when what to check changes (endpoint, names, size, tenancy)."""
         return stable_hash(
             [
                 self.qdrant.describe(twin),
                 twin.spec.memory.namespaces,
                 twin.spec.memory.embedding.dimension,
+                self.qdrant.collections(twin),
             ]
         )
 
     async def ensure(self, twin: Twin, state: TwinState, result: ReconcileResult) -> None:
-        """Create missing collections when their key changed or the last attempt failed."""
+        """Check the endpoint when the key changed or the last attempt failed."""
         wanted = self.wanted_key(twin)
         if state.collections_key == wanted and "qdrant" not in state.problems:
             return
@@ -61,7 +63,7 @@ class Collections:
             api_key = await self._api_key(
                 twin.namespace, twin.spec.memory.qdrant.api_key_secret_ref
             )
-            names = await self.qdrant.ensure(twin, api_key)
+            names = await self.qdrant.check(twin, api_key)
         except (DependencyUnavailable, KubeError) as err:
             state.problems["qdrant"] = Problem("QdrantUnreachable", str(err))
             metrics.ERRORS.labels(reason="QdrantUnreachable").inc()
@@ -71,9 +73,11 @@ class Collections:
             result.events.append(Event("Normal", "QdrantReachable", "Qdrant is reachable again."))
         state.problems.pop("qdrant", None)
         if tuple(names) != state.collections:  # first time, or the namespaces changed
-            result.events.append(
-                Event("Normal", "CollectionsEnsured", f"Collections ready: {', '.join(names)}.")
+            message = (
+                f"Qdrant reachable; memories go to {', '.join(names)} "
+                "(created by the memory service on first use)."
             )
+            result.events.append(Event("Normal", "CollectionsEnsured", message))
         state.collections = tuple(names)
         state.collections_key = wanted
 
@@ -102,7 +106,7 @@ class Collections:
         except (DependencyUnavailable, KubeError) as err:
             metrics.ERRORS.labels(reason="ReclaimFailed").inc()
             if attempt + 1 >= self.reclaim_max_attempts:
-                left = ", ".join(collections(twin))
+                left = ", ".join(self.qdrant.collections(twin))
                 message = (
                     f"Gave up deleting collections after {attempt + 1} attempts ({err}); "
                     f"left in Qdrant: {left}."
