@@ -416,7 +416,7 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("9lives", {}, "DNS-1035 label"),
     ("llm", {"llm": {"provider": "openrouter"}}, "llm.apiKeySecretRef is required"),
     ("dupes", {"memory": {"namespaces": ["a", "a"]}}, "Duplicate value"),
-    ("dots", {"memory": {"namespaces": ["a.b"]}}, "should match"),
+    ("slash", {"memory": {"namespaces": ["a/b"]}}, "should match"),
     ("cwdany", {"tools": {"sandbox": "cwd", "policy": {"allowed": ["*"]}}}, "tools.sandbox cwd"),
     (
         "overlap",

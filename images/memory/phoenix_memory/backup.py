@@ -35,6 +35,8 @@ from phoenix_memory.store.base import MemoryStore, backend_errors
 from phoenix_memory.store.edge import EdgeStore
 
 if TYPE_CHECKING:
+    from qdrant_client import AsyncQdrantClient
+
     from phoenix_memory.store.qdrant_server import QdrantServerStore
 
 logger = logging.getLogger(__name__)
@@ -90,11 +92,27 @@ async def back_up(
     client = _server_store(store).client
     with backend_errors("Qdrant", "snapshot"):
         for collection in collections:
-            await client.create_snapshot(collection, wait=True)
+            await _create_distinct_snapshot(client, collection)
             snapshots = await client.list_snapshots(collection)
             for old in sorted(snapshots, key=lambda s: s.creation_time or "")[:-keep]:
                 await client.delete_snapshot(collection, old.name, wait=True)
     return Backup(name, collections)
+
+
+async def _create_distinct_snapshot(client: AsyncQdrantClient, collection: str) -> None:
+    """Take a snapshot that does not replace an earlier one.
+
+    Qdrant names a snapshot by the second it was taken, so a second backup within
+    the same second would silently replace the first and leave one fewer than
+    ``keep``. When the new name collides, wait for the next second and take it again.
+    """
+    before = {s.name for s in await client.list_snapshots(collection)}
+    for _ in range(3):
+        created = await client.create_snapshot(collection, wait=True)
+        if created is None or created.name not in before:
+            return
+        await asyncio.sleep(1.0)
+    raise RuntimeError(f"Qdrant kept reusing snapshot names for {collection}")
 
 
 def _prune_edge(backup_dir: Path, keep: int) -> None:
