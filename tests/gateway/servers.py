@@ -12,6 +12,9 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
+
+from phoenix_orchestrator.api import ApprovalDecision, ApprovalQuery
 
 
 @asynccontextmanager
@@ -114,26 +117,31 @@ class FakeOrchestrator:
         @app.get("/v1/approvals")
         async def list_approvals(request: Request) -> JSONResponse:
             params = dict(request.query_params)
-            if "session_id" not in params:
-                return JSONResponse({"detail": "session_id is required"}, 422)
+            self.headers.append(dict(request.headers))
+            try:  # the real query model, so this fake cannot drift from the contract
+                query = ApprovalQuery.model_validate(params)
+            except ValidationError as err:
+                return JSONResponse({"detail": err.errors(include_url=False)}, 422)
+            if query.session_id is None and query.twin_id is None:
+                return JSONResponse({"detail": "name the twin_id or the session_id"}, 422)
             pending = [
                 p
                 for p in self.pending
-                if p["session_id"] == params["session_id"]
-                and params.get("twin_id") in (None, p["twin_id"])
+                if query.session_id in (None, p["session_id"])
+                and query.twin_id in (None, p["twin_id"])
             ]
             return JSONResponse(
-                {"session_id": params["session_id"], "pending": pending, "query": params}
+                {"session_id": query.session_id, "pending": pending, "query": params}
             )
 
         @app.post("/v1/approvals/{request_id}/{decision}")
         async def decide(request_id: str, decision: str, request: Request) -> JSONResponse:
             body = await request.json()
-            # The real API forbids extra fields and requires session_id and actor.
-            if set(body) - {"session_id", "actor", "twin_id"} or not {"session_id", "actor"} <= set(
-                body
-            ):
-                return JSONResponse({"detail": "invalid body"}, 422)
+            self.headers.append(dict(request.headers))
+            try:  # the real decision model: extra fields and a missing session_id are 422
+                ApprovalDecision.model_validate(body)
+            except ValidationError as err:
+                return JSONResponse({"detail": err.errors(include_url=False)}, 422)
             if decision not in ("approve", "deny"):
                 return JSONResponse({"detail": "Not Found"}, 404)
             if not any(

@@ -49,7 +49,7 @@ async def test_autologin_sets_an_httponly_cookie_for_loopback_visitors(
     assert "HttpOnly" in cookie
     assert "SameSite=strict" in cookie
     assert KEY_B not in cookie  # a signed session token, never the API key
-    assert whoami.json() == {"twin_id": "twin-b", "method": "session"}
+    assert whoami.json() == {"twin_id": "twin-b", "method": "session", "subject": "local-console"}
 
 
 async def test_autologin_ignores_a_rebound_host_name(autologin_gateway: str) -> None:

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from phoenix_gateway.app import create_app
+from phoenix_gateway.auth import key_id
 from phoenix_gateway.settings import GatewaySettings
 from tests.gateway.conftest import KEY_A, KEY_B, KEY_B2, Gateway
 from tests.gateway.servers import serve
@@ -51,7 +52,8 @@ async def test_each_key_acts_for_its_own_twin(
     async with httpx.AsyncClient(base_url=gateway.url, headers=headers) as client:
         whoami = await client.get("/api/whoami")
         chat = await client.post("/api/chat", json={"message": "hi", "session_id": "s"})
-    assert whoami.json() == {"twin_id": twin, "method": "api_key"}
+    key = headers.get("X-API-Key") or headers["Authorization"].removeprefix("Bearer ")
+    assert whoami.json() == {"twin_id": twin, "method": "api_key", "subject": subject_of(key)}
     assert chat.status_code == 200
     assert chat.json()["response"] == "I understand you said: 'hi'."
     assert gateway.orchestrator.chats[-1]["twin_id"] == twin
@@ -80,7 +82,7 @@ async def test_upstream_status_codes_and_bodies_pass_through(gateway: Gateway) -
         down = await client.post(
             "/api/chat", json={"message": "dependency down", "session_id": "s"}
         )
-        missing = await client.get("/api/approvals")
+        bad_state = await client.get("/api/approvals", params={"state": "sideways"})
         unknown = await client.post("/api/approvals/unknown/deny", json={"session_id": "s"})
         no_session = await client.post("/api/approvals/r-1/deny", json={})
         not_json = await client.post("/api/chat", content=b"{oops")
@@ -89,7 +91,7 @@ async def test_upstream_status_codes_and_bodies_pass_through(gateway: Gateway) -
         {"detail": "message must be a non-empty string"},
     )
     assert (down.status_code, down.json()) == (503, {"detail": "memory service unavailable"})
-    assert missing.status_code == 422
+    assert bad_state.status_code == 422
     assert unknown.status_code == 404
     assert no_session.status_code == 422
     assert not_json.status_code == 422
@@ -103,11 +105,15 @@ async def test_approvals_are_forwarded_for_the_callers_twin(gateway: Gateway) ->
     async with httpx.AsyncClient(base_url=gateway.url, headers={"X-API-Key": KEY_A}) as client:
         listing = await client.get("/api/approvals", params={"session_id": "s-9"})
         approve = await client.post(
-            "/api/approvals/r-7/approve", json={"session_id": "s-9", "actor": "alice"}
+            "/api/approvals/r-7/approve",
+            json={"session_id": "s-9", "actor": "alice"},
+            headers={"X-Phoenix-Principal": "jwt:root"},  # a caller cannot name itself
         )
         bogus = await client.post("/api/approvals/r-7/explode", json={"session_id": "s-9"})
         foreign = await client.post("/api/approvals/r-8/approve", json={"session_id": "s-9"})
     assert listing.json()["query"] == {"session_id": "s-9", "twin_id": "twin-a"}
+    assert gateway.orchestrator.headers[0]["x-phoenix-principal"] == subject_of(KEY_A)
+    assert gateway.orchestrator.headers[1]["x-phoenix-principal"] == subject_of(KEY_A)
     assert [p["request_id"] for p in listing.json()["pending"]] == ["r-7"]
     assert approve.status_code == 200
     assert approve.json()["response"] == "approved r-7"
@@ -157,3 +163,11 @@ async def test_query_tokens_are_refused_where_urls_are_traced(gateway: Gateway) 
         )
         whoami = await client.get("/api/whoami", params={"token": KEY_A})
     assert (chat.status_code, whoami.status_code) == (401, 401)
+
+
+def subject_of(key: str) -> str:
+    """The audit's name for a key: never the key, a prefix of its SHA-256."""
+    subject = f"api_key:{key_id(key)}"
+    assert key not in subject
+    assert len(key_id(key)) == 12
+    return subject

@@ -87,10 +87,18 @@ async def jwt_gateway(
 async def test_a_valid_jwt_acts_for_the_twin_in_its_claim(
     jwt_gateway: str, token_for: Callable[..., str]
 ) -> None:
-    token = token_for("twin-j")
+    token = token_for("twin-j", sub="alice@example.com")
     async with httpx.AsyncClient(base_url=jwt_gateway) as client:
         whoami = await client.get("/api/whoami", headers={"Authorization": f"Bearer {token}"})
-    assert whoami.json() == {"twin_id": "twin-j", "method": "jwt"}
+        unnamed = await client.get(
+            "/api/whoami", headers={"Authorization": f"Bearer {token_for('twin-j')}"}
+        )
+    assert whoami.json() == {
+        "twin_id": "twin-j",
+        "method": "jwt",
+        "subject": "jwt:alice@example.com",
+    }
+    assert unnamed.json()["subject"] == "jwt:twin-j"  # no sub claim: the twin names the caller
     ws_url = jwt_gateway.replace("http://", "ws://") + f"/ws/chat/twin-j?token={token}"
     async with connect(ws_url) as ws:
         await ws.send(json.dumps({"session_id": "s", "user_id": "twin-j", "message": "hi"}))

@@ -7,6 +7,11 @@ WebSocket or an EventSource) or the console's HttpOnly cookie. A credential is
 either an API key from the keys file, compared in constant time against every
 configured key, or a JWT verified against the configured JWKS. Either way it
 names exactly one twin, and a request may act for that twin only.
+
+Each principal also has a ``subject``, the "who" the orchestrator audits:
+``api_key:<key id>`` (the first 12 hex digits of the key's SHA-256, so an
+operator can tell keys apart without the audit holding a key),
+``jwt:<sub claim>``, and for a console session the subject it was opened with.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class Principal:
     method: Literal["api_key", "jwt", "session", "local"]
     source: Literal["header", "query", "cookie"] = "header"
     expires_at: float | None = None  # epoch seconds; a JWT's exp, a session's expiry
+    subject: str = "anonymous"  # who, for the audit: api_key:<id>, jwt:<sub>, ...
 
     def seconds_left(self, now: float | None = None) -> float | None:
         if self.expires_at is None:
@@ -64,6 +70,11 @@ class Credential:
 def _digest(value: str) -> bytes:
     # Comparing fixed-length digests keeps compare_digest's time independent of the key length.
     return hashlib.sha256(value.encode()).digest()
+
+
+def key_id(key: str) -> str:
+    """A key's public name: the first 12 hex digits of its SHA-256 (never the key)."""
+    return _digest(key).hex()[:12]
 
 
 class ApiKeys:
@@ -105,6 +116,14 @@ class ApiKeys:
             if hmac.compare_digest(digest, key_digest) and found is None:
                 found = twin
         return found
+
+    def principal_for(
+        self, presented: str, source: Literal["header", "query", "cookie"]
+    ) -> Principal | None:
+        twin = self.twin_for(presented)
+        if twin is None:
+            return None
+        return Principal(twin, "api_key", source, subject=f"api_key:{key_id(presented)}")
 
 
 class KeysFile:
@@ -215,18 +234,30 @@ class SessionTokens:
         mac = hmac.new(self._secret, payload.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
-    def issue(self, twin: str, now: float | None = None) -> str:
+    def issue(self, twin: str, now: float | None = None, subject: str | None = None) -> str:
+        """A token for ``twin``; ``subject`` (who signed in) rides inside the signed part."""
         expiry = int((time.time() if now is None else now) + self.ttl_seconds)
-        twin_b64 = base64.urlsafe_b64encode(twin.encode()).decode().rstrip("=")
+        named = twin if subject is None else f"{twin}\n{subject}"
+        twin_b64 = base64.urlsafe_b64encode(named.encode()).decode().rstrip("=")
         payload = f"{twin_b64}.{expiry}"
         return f"{payload}.{self._mac(payload)}"
 
     def twin_for(self, token: str, now: float | None = None) -> str | None:
         verified = self.verify(token, now)
-        return verified[0] if verified else None
+        return verified[0].partition("\n")[0] if verified else None
+
+    def principal_for(self, token: str) -> Principal | None:
+        verified = self.verify(token)
+        if verified is None:
+            return None
+        twin, _, subject = verified[0].partition("\n")
+        return Principal(twin, "session", "cookie", verified[1], subject=subject or "session")
 
     def verify(self, token: str, now: float | None = None) -> tuple[str, float] | None:
-        """(twin, expiry) of a token this process signed and that has not expired, or None."""
+        """(twin, expiry) of a token this process signed and that has not expired, or None.
+
+        The twin part of a token issued with a subject is ``<twin>\n<subject>``;
+        ``principal_for`` splits it, ``twin_for`` returns the twin alone."""
         twin_b64, _, rest = token.partition(".")
         expiry, _, mac = rest.partition(".")
         if not hmac.compare_digest(self._mac(f"{twin_b64}.{expiry}"), mac):
@@ -234,10 +265,10 @@ class SessionTokens:
         if not expiry.isdigit() or int(expiry) < (time.time() if now is None else now):
             return None
         try:
-            twin = base64.urlsafe_b64decode(twin_b64 + "=" * (-len(twin_b64) % 4)).decode()
+            named = base64.urlsafe_b64decode(twin_b64 + "=" * (-len(twin_b64) % 4)).decode()
         except ValueError:
             return None
-        return twin, float(expiry)
+        return named, float(expiry)
 
 
 class JwtVerifier:
@@ -253,7 +284,7 @@ class JwtVerifier:
         self._audience = audience
         self._twin_claim = twin_claim
 
-    def _verify(self, token: str) -> tuple[str, float] | None:
+    def _verify(self, token: str) -> tuple[str, float, str] | None:
         import jwt  # noqa: PLC0415 - loaded by __init__ already
 
         try:
@@ -275,10 +306,12 @@ class JwtVerifier:
         twin = claims.get(self._twin_claim)
         if not isinstance(twin, str) or not twin:
             return None
-        return twin, float(claims["exp"])
+        subject = claims.get("sub")
+        return twin, float(claims["exp"]), subject if isinstance(subject, str) and subject else twin
 
-    async def verify(self, token: str) -> tuple[str, float] | None:
-        """(twin in the claim, expiry) of a valid token, or None (JWKS fetches run off the loop)."""
+    async def verify(self, token: str) -> tuple[str, float, str] | None:
+        """(twin in the claim, expiry, subject) of a valid token, or None (JWKS fetches run off
+        the loop); the subject is the ``sub`` claim, else the twin."""
         return await asyncio.to_thread(self._verify, token)
 
 
@@ -327,16 +360,15 @@ class Authenticator:
         if credential is None or not credential.value or len(credential.value) > 8192:
             return None
         if credential.source == "cookie":
-            session = self.sessions.verify(credential.value)
-            return Principal(session[0], "session", "cookie", session[1]) if session else None
+            return self.sessions.principal_for(credential.value)
         if self._verifier is not None and looks_like_jwt(credential.value):
             verified = await self._verifier.verify(credential.value)
-            return (
-                Principal(verified[0], "jwt", credential.source, verified[1]) if verified else None
-            )
+            if verified is None:
+                return None
+            twin, expiry, subject = verified
+            return Principal(twin, "jwt", credential.source, expiry, subject=f"jwt:{subject}")
         api_keys = self.api_keys
-        twin = api_keys.twin_for(credential.value) if api_keys is not None else None
-        return Principal(twin, "api_key", credential.source) if twin else None
+        return api_keys.principal_for(credential.value, credential.source) if api_keys else None
 
 
 def find_credential(

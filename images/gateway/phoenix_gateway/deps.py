@@ -16,7 +16,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Only the untraced stream accepts ?token= (EventSource cannot send headers);
 # elsewhere a key in the URL would end up in traces and proxy logs.
 QUERY_TOKEN_PATHS = frozenset({"/v1/telemetry/stream"})
-ANONYMOUS = Principal(None, "local")
+ANONYMOUS = Principal(None, "local", subject="local:anonymous")
 
 
 # async def throughout: FastAPI runs a plain def dependency on a worker thread.

@@ -12,6 +12,8 @@ about 4 ms of CPU per request, aiohttp about 0.6 ms and this client about
   own parser) for the response: Content-Length, chunked and close-delimited
   bodies, a body size cap;
 - a total timeout per request (connect, send, receive) and TLS for https URLs;
+- streamed responses (the telemetry stream, a streamed chat reply) on a
+  connection of their own, read as they arrive with backpressure;
 - no redirects, proxies, cookies, compression or HTTP/2: the hop needs none;
 - a request is never retried: ``POST /chat`` is not idempotent (RFC 9110 9.2.2).
 """
@@ -320,9 +322,15 @@ class UpstreamClient:
         self._release(connection)
         return response
 
-    async def stream(self, method: str, path: str, *, headers: HeaderPairs = ()) -> UpstreamStream:
-        """Send a request and return once the response's headers are in; the body streams."""
-        data = self._head(method, path, b"", headers)
+    async def stream(
+        self, method: str, path: str, *, body: bytes = b"", headers: HeaderPairs = ()
+    ) -> UpstreamStream:
+        """Send a request and return once the response's headers are in; the body streams.
+
+        The connection is the stream's own (never pooled): closing the stream closes
+        it, which is how a caller tells the upstream to stop (a client went away).
+        """
+        data = self._head(method, path, body, headers) + body
         connection: _Connection | None = None
         try:
             async with asyncio.timeout(self._connect_timeout):

@@ -15,13 +15,23 @@ Who may open it is settled before any frame is read:
 Frames are then handled one at a time, as in the original: exactly one reply
 per frame, a ``complete_message`` or an error ``status_update``. A client that
 wants to know when the gateway starts working on a frame asks for a ``busy``
-status first with ``?busy=true``; nothing else is sent that it did not ask for.
+status first with ``?busy=true``; one that wants replies as they are made asks
+with ``?stream=true`` and gets ``message_chunk`` frames (the original's shape,
+which its gateway defined but never sent) before each ``complete_message``, the
+same ``id`` on all of them. Nothing else is sent that a client did not ask for,
+so the original UI still sees exactly one frame per message.
+
+While a streamed reply is being made the socket is still read: a client that
+closes it cancels the reply (its upstream connection is closed, and the
+orchestrator stops planning; a tool run already started finishes), and frames
+that arrive meanwhile are answered in order afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect, status
 from opentelemetry import context as otel_context
@@ -30,7 +40,7 @@ from opentelemetry import trace
 from phoenix_gateway.access import AccessPolicy, same_origin
 from phoenix_gateway.auth import Authenticator, Principal, find_credential
 from phoenix_gateway.chat import ChatError, Relay, parse_frame
-from phoenix_gateway.contracts import StatusUpdate
+from phoenix_gateway.contracts import MessageChunk, StatusUpdate
 from phoenix_gateway.metrics import AUTH_REFUSED, WS_CONNECTIONS, WS_FRAMES
 from phoenix_gateway.observability import span_attributes
 
@@ -62,7 +72,7 @@ async def _authenticate(websocket: WebSocket, user_id: str) -> Principal:
         refusal = policy.anonymous_refusal(websocket.headers, client)
         if refusal is not None:
             raise Refused(refusal, in_handshake=True)
-        return Principal(user_id, "local")
+        return Principal(user_id, "local", subject="local:anonymous")
     authenticator: Authenticator = websocket.app.state.authenticator
     principal = await authenticator.authenticate(credential)
     if principal is None:
@@ -86,13 +96,20 @@ async def chat_socket(websocket: WebSocket, user_id: str) -> None:
         await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason="unauthorized")
         return
     await websocket.accept()
-    relay = Relay(websocket.app.state.orchestrator, websocket.app.state.settings.default_namespace)
+    settings = websocket.app.state.settings
+    relay = Relay(
+        websocket.app.state.orchestrator,
+        settings.default_namespace,
+        principal=principal.subject,
+        stream_idle_seconds=settings.upstream_timeout_seconds,
+    )
     busy = websocket.query_params.get("busy", "").lower() in TRUE_VALUES
+    stream = websocket.query_params.get("stream", "").lower() in TRUE_VALUES
     WS_CONNECTIONS.inc()
     try:
         # A JWT or session expires; the socket it opened closes then (1008).
         async with asyncio.timeout(principal.seconds_left()) as lifetime:
-            await _serve(websocket, relay, user_id, busy=busy)
+            await _serve(websocket, relay, user_id, busy=busy, stream=stream)
     except WebSocketDisconnect:
         return
     except TimeoutError:
@@ -103,21 +120,63 @@ async def chat_socket(websocket: WebSocket, user_id: str) -> None:
         WS_CONNECTIONS.dec()
 
 
-async def _serve(websocket: WebSocket, relay: Relay, user_id: str, *, busy: bool) -> None:
+async def _serve(
+    websocket: WebSocket, relay: Relay, user_id: str, *, busy: bool, stream: bool
+) -> None:
+    backlog: deque[str | None] = deque()  # frames received while a reply streamed
     while True:
-        message = await websocket.receive()
-        if message["type"] == "websocket.disconnect":
-            return
-        text = message.get("text")
+        if backlog:
+            text = backlog.popleft()
+        else:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
         if text is None:
             WS_FRAMES.labels("binary").inc()
             await websocket.send_text(BINARY_FRAME_ERROR)
             continue
-        await _answer(websocket, relay, text, user_id, busy=busy)
+        if not stream:
+            await _answer(websocket, relay, text, user_id, busy=busy, stream=False)
+        elif not await _answer_watching(
+            websocket, relay, text, user_id, busy=busy, backlog=backlog
+        ):
+            return
+
+
+async def _answer_watching(
+    websocket: WebSocket,
+    relay: Relay,
+    text: str,
+    user_id: str,
+    *,
+    busy: bool,
+    backlog: deque[str | None],
+) -> bool:
+    """Answer one frame, streamed, while reading the socket; False if the client left."""
+    answering = asyncio.create_task(
+        _answer(websocket, relay, text, user_id, busy=busy, stream=True)
+    )
+    while not answering.done():
+        receiving = asyncio.ensure_future(websocket.receive())
+        await asyncio.wait({answering, receiving}, return_when=asyncio.FIRST_COMPLETED)
+        if not receiving.done():
+            receiving.cancel()
+            await asyncio.gather(receiving, return_exceptions=True)
+            continue
+        message = receiving.result()
+        if message["type"] == "websocket.disconnect":
+            answering.cancel()  # closes the upstream stream: the orchestrator stops planning
+            await asyncio.gather(answering, return_exceptions=True)
+            WS_FRAMES.labels("cancelled").inc()
+            return False
+        backlog.append(message.get("text"))
+    await answering
+    return True
 
 
 async def _answer(
-    websocket: WebSocket, relay: Relay, text: str, user_id: str, *, busy: bool
+    websocket: WebSocket, relay: Relay, text: str, user_id: str, *, busy: bool, stream: bool
 ) -> None:
     # Each frame is its own trace (a fresh root, not a child of the long-lived socket).
     with tracer.start_as_current_span(
@@ -132,7 +191,11 @@ async def _answer(
                 span.set_attributes(span_attributes(session=frame.session_id))
             if busy:
                 await websocket.send_text(BUSY)
-            reply = await relay.send(relay.request_for(frame))
+
+            async def send_chunk(chunk: MessageChunk) -> None:
+                await websocket.send_text(chunk.model_dump_json())
+
+            reply = await relay.answer(frame, send_chunk if stream else None)
         except ChatError as err:
             WS_FRAMES.labels(err.outcome).inc()
             span.set_attribute("phoenix.outcome", err.outcome)

@@ -58,7 +58,8 @@ async def index(
         )
         if twin is not None and (current is None or current.twin_id != twin):
             sessions = authenticator.sessions
-            _set_session_cookie(request, response, sessions.issue(twin), sessions.ttl_seconds)
+            token = sessions.issue(twin, subject="local-console")
+            _set_session_cookie(request, response, token, sessions.ttl_seconds)
     return response
 
 
@@ -75,7 +76,8 @@ async def login(
         AUTH_REFUSED.labels("http", "invalid").inc()
         raise unauthorized("invalid API key")
     sessions = authenticator.sessions
-    _set_session_cookie(request, response, sessions.issue(principal.twin_id), sessions.ttl_seconds)
+    token = sessions.issue(principal.twin_id, subject=principal.subject)
+    _set_session_cookie(request, response, token, sessions.ttl_seconds)
     return {"twin_id": principal.twin_id}
 
 
@@ -89,4 +91,4 @@ async def whoami(principal: PrincipalDep) -> dict[str, str]:
     """The twin the presented credential acts for (the console builds its socket URL from it)."""
     if principal.twin_id is None:  # anonymous (local no-auth mode): no twin of its own
         raise unauthorized()
-    return {"twin_id": principal.twin_id, "method": principal.method}
+    return {"twin_id": principal.twin_id, "method": principal.method, "subject": principal.subject}
