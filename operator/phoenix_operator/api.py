@@ -8,6 +8,7 @@ default existed still parses to the same spec.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -107,6 +108,59 @@ class OrchestratorSpec(ComponentSpec):
     the rendering runs at most MAX_ORCHESTRATOR_REPLICAS and the status says so."""
 
     storage: OrchestratorStorage = OrchestratorStorage()
+    # Planner steps per chat turn (an answer, or a call that then needs a decision).
+    agent_max_steps: int = Field(5, ge=1, le=50)
+
+
+ApprovalAction = Literal["ask", "auto", "deny"]
+TimeoutAction = Literal["deny", "approve"]
+MAX_APPROVAL_TIMEOUT_SECONDS = 7 * 24 * 3600
+
+
+def _inside_sandbox(path: str) -> bool:
+    """A relative path, or one under /sandbox/, that does not climb out (as the tools see it)."""
+    relative = path.removeprefix("/sandbox/") if path.startswith("/sandbox/") else path
+    if not relative or "\0" in relative or relative.startswith("/"):
+        return False
+    return ".." not in relative.split("/")
+
+
+class ApprovalRule(_Model):
+    """One rule of spec.approvals; the orchestrator's approvals.policy evaluates it."""
+
+    tool: Literal["*", "memory", "command_exec", "file_write", "vector_query"]
+    action: ApprovalAction = "ask"
+    programs: tuple[str, ...] | None = Field(None, min_length=1, max_length=256)
+    path_prefixes: tuple[str, ...] | None = Field(None, min_length=1, max_length=64)
+    timeout_seconds: int | None = Field(None, ge=1, le=MAX_APPROVAL_TIMEOUT_SECONDS)
+    on_timeout: TimeoutAction | None = None
+
+    @model_validator(mode="after")
+    def _conditions_fit_the_tool(self) -> ApprovalRule:
+        if self.programs is not None and self.tool != "command_exec":
+            raise ValueError(f"programs applies to tool command_exec only, not {self.tool}")
+        if self.path_prefixes is not None and self.tool != "file_write":
+            raise ValueError(f"pathPrefixes applies to tool file_write only, not {self.tool}")
+        for prefix in self.path_prefixes or ():
+            if not _inside_sandbox(prefix):
+                raise ValueError(f"pathPrefixes entry {prefix!r} is not a path inside the sandbox")
+        return self
+
+
+class ApprovalsSpec(_Model):
+    """Whether a human approves each call: ask (default), auto (still audited) or deny, per
+    tool and optionally per program or path; how long a request waits and what then."""
+
+    default_action: ApprovalAction = "ask"
+    timeout_seconds: int | None = Field(None, ge=1, le=MAX_APPROVAL_TIMEOUT_SECONDS)
+    on_timeout: TimeoutAction = "deny"
+    rules: tuple[ApprovalRule, ...] = Field((), max_length=64)
+
+    def wire(self) -> str:
+        """APPROVAL_POLICY as the orchestrator reads it (camelCase JSON, unset fields left out)."""
+        return json.dumps(
+            self.model_dump(by_alias=True, exclude_none=True, mode="json"), sort_keys=True
+        )
 
 
 class QdrantSpec(_Model):
@@ -224,11 +278,21 @@ LLM_DEFAULT_URLS = {
 }
 
 
+class ModelPrice(_Model):
+    """USD per million tokens, for the orchestrator's cost estimate."""
+
+    input_per_million: float = Field(ge=0, le=10_000)
+    output_per_million: float = Field(ge=0, le=10_000)
+
+
 class LlmSpec(_Model):
     provider: Literal["mock", "openrouter", "openai"] = "mock"
     model: str = "google/gemini-2.0-flash-exp"
     base_url: str | None = None
     api_key_secret_ref: SecretKeyRef | None = None
+    # Ask for the answer as it is written (stream: true) and pass it on in pieces.
+    stream: bool = True
+    prices: dict[str, ModelPrice] = Field(default_factory=dict, max_length=64)
 
     @model_validator(mode="after")
     def _key_when_remote(self) -> LlmSpec:
@@ -251,6 +315,7 @@ class TwinSpec(_Model):
     memory: MemorySpec = MemorySpec()
     tools: ToolsSpec = ToolsSpec()
     llm: LlmSpec = LlmSpec()
+    approvals: ApprovalsSpec = ApprovalsSpec()
 
     def component(self, name: Component) -> ComponentSpec:
         specs: dict[Component, ComponentSpec] = {

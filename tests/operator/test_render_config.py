@@ -33,6 +33,10 @@ def test_each_component_reads_the_variables_of_the_original_system(
         "TOOLS_GRPC_ADDR": "http://alice-tools:50054",
         "LLM_PROVIDER": "mock",
         "OPENROUTER_MODEL": "google/gemini-2.0-flash-exp",
+        "APPROVAL_POLICY": '{"defaultAction": "ask", "onTimeout": "deny", "rules": []}',
+        "AGENT_MAX_STEPS": "5",
+        "LLM_STREAM": "true",
+        "TOOL_POLICY": config.tools_policy(twin),
         "TWIN_NAMESPACE": "team-a",
         "TWIN_NAME": "alice",
     }
@@ -166,7 +170,10 @@ def rolled(before: Twin, after: Twin, ctx: RenderContext) -> set[str]:
     ("change", "expected"),
     [
         ({"llm": {"model": "other/model"}}, {"orchestrator"}),
-        ({"tools": {"policy": {"allowed": ["ls"]}}}, {"tools"}),
+        # The orchestrator checks an edited call against the same tools policy.
+        ({"tools": {"policy": {"allowed": ["ls"]}}}, {"tools", "orchestrator"}),
+        ({"approvals": {"defaultAction": "auto"}}, {"orchestrator"}),
+        ({"orchestrator": {"agentMaxSteps": 2}}, {"orchestrator"}),
         ({"tools": {"timeoutMs": 500}}, {"tools"}),
         ({"memory": {"qdrant": {"url": "http://q.other.svc:6334"}}}, {"memory"}),
         # Collections are the operator's job; the memory pods read no namespace list.

@@ -72,6 +72,7 @@ SPECS: dict[str, dict[str, Any]] = {
             },
         },
         "llm": {"provider": "openrouter", "apiKeySecretRef": {"name": "llm-key", "key": "token"}},
+        "approvals": {"rules": [{"tool": "command_exec", "action": "auto", "programs": ["ls"]}]},
     },
     "public embedder on its own port, external telemetry, cwd, own key": {
         "gateway": {

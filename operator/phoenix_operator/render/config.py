@@ -80,6 +80,7 @@ def settings_env(twin: Twin, component: Component, ctx: RenderContext) -> dict[s
         }
         if spec.llm.url:
             env["OPENROUTER_URL"] = spec.llm.url
+        env.update(agent_env(twin))
     elif component == "memory":
         env = {
             "MEMORY_GRPC_PORT": str(naming.PORTS["memory"]),
@@ -109,6 +110,25 @@ def settings_env(twin: Twin, component: Component, ctx: RenderContext) -> dict[s
             "TOOLS_ALLOW_UNSANDBOXED": "true" if spec.tools.sandbox == "cwd" else "false",
         }
     return {**env, **common}
+
+
+def agent_env(twin: Twin) -> dict[str, str]:
+    """The orchestrator's approval policy, step limit, streaming and price table; and the
+    tools policy, so an edited call is checked against it before a person's approval runs it."""
+    spec = twin.spec
+    env = {
+        "APPROVAL_POLICY": spec.approvals.wire(),
+        "AGENT_MAX_STEPS": str(spec.orchestrator.agent_max_steps),
+        "LLM_STREAM": "true" if spec.llm.stream else "false",
+        "TOOL_POLICY": tools_policy(twin),
+    }
+    if spec.llm.prices:
+        prices = {
+            model: price.model_dump(by_alias=True, mode="json")
+            for model, price in spec.llm.prices.items()
+        }
+        env["LLM_PRICES"] = json.dumps(prices, sort_keys=True)
+    return env
 
 
 def memory_policy_env(twin: Twin, ctx: RenderContext) -> dict[str, str]:
