@@ -154,6 +154,7 @@ class Reply:
     pieces: list[str] | None = None
     piece_delay: float = 0.0
     usage: dict[str, int] | None = None
+    hold_after: int | None = None  # pieces sent before waiting for FakeLLM.release
 
 
 def completion(content: str, usage: dict[str, int] | None = None) -> Reply:
@@ -192,6 +193,7 @@ class FakeLLM:
     pieces_sent: int = 0
     aborted: threading.Event = field(default_factory=threading.Event)
     finished: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
 
     def next_reply(self) -> Reply:
         return self.script.pop(0) if self.script else self.default
@@ -238,6 +240,8 @@ def fake_llm() -> Iterator[FakeLLM]:
                     self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                     self.wfile.flush()
                     llm.pieces_sent += 1
+                    if reply.hold_after == llm.pieces_sent:
+                        llm.release.wait(30)  # a test reads what streamed so far meanwhile
                     if reply.piece_delay:
                         stop.wait(reply.piece_delay)
                 end = {"choices": [{"delta": {}, "finish_reason": "stop"}]}
