@@ -14,8 +14,9 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent import futures
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -54,16 +55,34 @@ def llm_decision(message: str) -> dict[str, Any]:
     return {"action_type": "ActionResponse", "details": {"content": f"You said: {message}"}}
 
 
+AFTER_A_RESULT = "Done."  # what the fake model answers once it has seen a step's result
+
+
+def llm_reply(messages: list[dict[str, str]]) -> dict[str, Any]:
+    """The fake model's next action: ``llm_decision`` of the user's message, and an answer
+    once it has been shown a result (the agent loop asks again after each run)."""
+    last = messages[-1]
+    if last["role"] == "user" and last["content"].startswith("Result of step"):
+        return {"action_type": "ActionResponse", "details": {"content": AFTER_A_RESULT}}
+    return llm_decision(next(m["content"] for m in messages if m["role"] == "user"))
+
+
 class _LlmHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+        content = json.dumps(llm_reply(body["messages"]))
+        if body.get("stream"):  # server-sent events, a few characters per chunk
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            for start in range(0, len(content), 7):
+                delta = {"choices": [{"delta": {"content": content[start : start + 7]}}]}
+                self.wfile.write(f"data: {json.dumps(delta)}\n\n".encode())
+            self.wfile.write(b"data: [DONE]\n\n")
+            return
         reply = json.dumps(
-            {
-                "choices": [
-                    {"message": {"role": "assistant", "content": json.dumps(llm_decision(user))}}
-                ]
-            }
+            {"choices": [{"message": {"role": "assistant", "content": content}}]}
         ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -435,8 +454,10 @@ async def test_one_tool_chat_is_one_trace_from_the_gateway_to_tools(stack: Stack
 # -- the console in a real browser ------------------------------------------------------
 
 
-async def test_the_console_chats_approves_a_tool_and_charts_telemetry(stack: Stack) -> None:
-    from playwright.async_api import async_playwright, expect
+@asynccontextmanager
+async def chromium() -> AsyncIterator[Any]:
+    """Headless Chromium (the system's), closed afterwards."""
+    from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
@@ -451,29 +472,112 @@ async def test_the_console_chats_approves_a_tool_and_charts_telemetry(stack: Sta
             ],
         )
         try:
-            page = await browser.new_page()
-            # localhost, as a person would type it: autologin needs a loopback host name.
-            port = stack.launcher.config.ports.gateway
-            await page.goto(f"http://localhost:{port}/")
-            await expect(page.locator("#twin")).to_have_text(f"twin {TWIN}")
-            await expect(page.locator("#connection")).to_have_text("online")
-            await page.fill("#message", "run: echo from-the-console")
-            await page.click("#send")
-            dialog = page.locator("#approval-dialog")
-            await expect(dialog).to_be_visible()
-            await expect(page.locator("#decision")).to_contain_text('"ActionTool"')
-            await expect(page.locator("#decision")).to_contain_text("echo from-the-console")
-            await page.click("#approve")
-            await expect(page.locator("#log li.twin").last).to_contain_text(
-                "executed successfully", timeout=30_000
-            )
-            await expect(page.locator("#log li.twin").last).to_contain_text("from-the-console")
-            canvas = page.locator("#telemetry-canvas")
-            await expect(canvas).not_to_have_attribute("data-points", "0", timeout=15_000)
-            await expect(page.locator("#telemetry-latest")).to_contain_text("CPU")
-            await page.screenshot(path=str(stack.state_dir / "console.png"))
-            shutil.copy(
-                stack.state_dir / "console.png", Path(tempfile.gettempdir()) / "phoenix-console.png"
-            )
+            yield browser
         finally:
             await browser.close()
+
+
+async def test_the_console_chats_approves_a_tool_and_charts_telemetry(stack: Stack) -> None:
+    from playwright.async_api import expect
+
+    async with chromium() as browser:
+        page = await browser.new_page()
+        # localhost, as a person would type it: autologin needs a loopback host name.
+        port = stack.launcher.config.ports.gateway
+        await page.goto(f"http://localhost:{port}/")
+        await expect(page.locator("#twin")).to_have_text(f"twin {TWIN}")
+        await expect(page.locator("#connection")).to_have_text("online")
+        await page.fill("#message", "run: echo from-the-console")
+        await page.click("#send")
+        dialog = page.locator("#approval-dialog")
+        await expect(dialog).to_be_visible()
+        await expect(page.locator("#decision")).to_contain_text('"ActionTool"')
+        await expect(page.locator("#decision")).to_contain_text("echo from-the-console")
+        await page.click("#approve")
+        await expect(page.locator("#log li.twin").last).to_contain_text(
+            "executed successfully", timeout=30_000
+        )
+        await expect(page.locator("#log li.twin").last).to_contain_text("from-the-console")
+        canvas = page.locator("#telemetry-canvas")
+        await expect(canvas).not_to_have_attribute("data-points", "0", timeout=15_000)
+        await expect(page.locator("#telemetry-latest")).to_contain_text("CPU")
+        await page.screenshot(path=str(stack.state_dir / "console.png"))
+        shutil.copy(
+            stack.state_dir / "console.png", Path(tempfile.gettempdir()) / "phoenix-console.png"
+        )
+
+
+async def test_the_console_streams_edits_denies_with_a_reason_and_approves_for_the_session(
+    stack: Stack,
+) -> None:
+    from playwright.async_api import expect
+
+    async with chromium() as browser:
+        page = await browser.new_page()
+        await page.goto(f"http://localhost:{stack.launcher.config.ports.gateway}/")
+        await expect(page.locator("#connection")).to_have_text("online")
+        twin_lines = page.locator("#log li.twin")
+        dialog = page.locator("#approval-dialog")
+
+        async def say(message: str) -> None:
+            await page.fill("#message", message)
+            await page.click("#send")
+
+        # A streamed answer: message_chunk frames fill the line, the complete_message ends it.
+        await say("hello from the console")
+        await expect(twin_lines.last).to_contain_text("You said: hello from the console")
+        chunks = await page.evaluate("state.chunksSeen")
+        # Edited arguments: a bad edit is refused in the dialog, the good one runs as edited.
+        await say("run: echo proposed-in-console")
+        await expect(dialog).to_be_visible()
+        await expect(page.locator("#arguments")).to_have_value(
+            '{\n  "cmd": "echo proposed-in-console"\n}'
+        )
+        await page.fill("#arguments", "not json")
+        await page.click("#approve")
+        await expect(page.locator("#approval-error")).to_contain_text("not JSON")
+        await expect(dialog).to_be_visible()
+        await page.fill("#arguments", '{"cmd": "echo edited-in-console"}')
+        await page.click("#approve")
+        await expect(twin_lines.last).to_contain_text("edited-in-console", timeout=30_000)
+        edited_line = await twin_lines.last.inner_text()
+        # Denied with a reason.
+        await say("run: echo never-in-console")
+        await expect(dialog).to_be_visible()
+        await page.fill("#reason", "not from the console today")
+        await page.click("#deny")
+        await expect(page.locator("#log li.user").last).to_contain_text(
+            "Denied tool command_exec: not from the console today"
+        )
+        # For the session: the same call again runs without a dialog.
+        await say("run: echo session-wide")
+        await expect(dialog).to_be_visible()
+        await page.click("#approve-session")
+        await expect(twin_lines.last).to_contain_text("session-wide", timeout=30_000)
+        before = await twin_lines.count()
+        await say("run: echo session-wide")
+        await expect(twin_lines).to_have_count(before + 1, timeout=30_000)
+        await expect(twin_lines.last).to_contain_text("executed successfully")
+        dialog_opened_again = await dialog.is_visible()
+    headers = {"Authorization": f"Bearer {stack.key}"}
+    async with httpx.AsyncClient(base_url=stack.url, headers=headers, timeout=30) as client:
+        denied = (await client.get("/api/approvals", params={"state": "denied"})).json()
+        executed = (await client.get("/api/approvals", params={"state": "executed"})).json()
+    assert chunks >= 1
+    assert "proposed-in-console" not in edited_line
+    reasons = {item["reason"]: item for item in denied["items"]}
+    refused = reasons["not from the console today"]
+    assert refused["arguments"] == {"cmd": "echo never-in-console"}
+    assert refused["principal"] == "local-console"  # the console session's subject
+    by_command: dict[str, list[dict[str, Any]]] = {}
+    for item in executed["items"]:
+        by_command.setdefault(
+            (item.get("approved_arguments") or item["arguments"])["cmd"], []
+        ).append(item)
+    assert by_command["echo edited-in-console"][0]["arguments"] == {
+        "cmd": "echo proposed-in-console"
+    }
+    session_runs = by_command["echo session-wide"]
+    assert len(session_runs) == 2
+    assert {run["decided_by"].split(":")[0] for run in session_runs} == {"local-console", "grant"}
+    assert not dialog_opened_again

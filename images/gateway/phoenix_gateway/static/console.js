@@ -1,6 +1,10 @@
 // PhoenixTwin web console: chat over the gateway's WebSocket, HITL approvals, live telemetry.
 // Authentication is the gateway's HttpOnly session cookie (set by /api/session or, for
 // `make run`, by the local autologin); this script never sees or stores an API key.
+// Replies stream (?stream=true: message_chunk frames, then the complete_message with the same
+// id). A request with an id is decided by id ("approval_decision" frames): approve once or for
+// the session, with the arguments as edited, or deny with a reason; the orchestrator checks the
+// edited call again and refuses a decision made on arguments that changed since (stale).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -18,6 +22,8 @@ const state = {
   pending: null,
   points: [],
   events: null,
+  streaming: new Map(),  // reply id -> its log line, while chunks arrive
+  chunksSeen: 0,
 };
 
 function sessionId() {
@@ -29,8 +35,7 @@ function sessionId() {
   return id;
 }
 
-function addLine(kind, text, meta) {
-  const item = document.createElement("li");
+function fillLine(item, kind, text, meta) {
   item.className = kind;
   item.textContent = text;
   if (meta) {
@@ -39,9 +44,25 @@ function addLine(kind, text, meta) {
     small.textContent = meta;
     item.appendChild(small);
   }
-  $("log").appendChild(item);
   item.scrollIntoView({ block: "end" });
   return item;
+}
+
+function addLine(kind, text, meta) {
+  const item = document.createElement("li");
+  $("log").appendChild(item);
+  return fillLine(item, kind, text, meta);
+}
+
+function onChunk(frame) {
+  state.chunksSeen += 1;
+  let item = state.streaming.get(frame.id);
+  if (!item) {
+    item = addLine("twin streaming", "");
+    state.streaming.set(frame.id, item);
+  }
+  item.textContent += frame.content_chunk;
+  item.scrollIntoView({ block: "end" });
 }
 
 function setConnection(online) {
@@ -50,21 +71,45 @@ function setConnection(online) {
   badge.classList.toggle("online", online);
 }
 
-function send(message) {
+function sendFrame(frame) {
   if (!state.socket || state.socket.readyState !== WebSocket.OPEN) {
     addLine("error", "Not connected to the gateway.");
-    return;
+    return false;
   }
   state.socket.send(JSON.stringify({
     session_id: state.sessionId,
     user_id: state.twinId,
     timestamp: new Date().toISOString(),
-    message,
+    ...frame,
   }));
-  addLine("user", message);
+  return true;
+}
+
+function send(message) {
+  if (sendFrame({ message })) addLine("user", message);
+}
+
+function sendDecision(command, choice, edited, reason) {
+  const frame = {
+    type: "approval_decision",
+    request_id: command.request_id,
+    decision: choice === "deny" ? "deny" : "approve",
+  };
+  if (choice === "approve-session") frame.scope = "session";
+  if (edited) frame.arguments = edited;
+  if (reason) frame.reason = reason;
+  if (command.arguments_hash) frame.arguments_hash = command.arguments_hash;
+  const what = command.command === "execute_tool" ? `tool ${command.tool_name}` : "memory search";
+  const said = {
+    "approve": `Approved ${what} once${edited ? " (edited)" : ""}`,
+    "approve-session": `Approved ${what} for this session${edited ? " (edited)" : ""}`,
+    "deny": `Denied ${what}${reason ? `: ${reason}` : ""}`,
+  }[choice];
+  if (sendFrame(frame)) addLine("user", said);
 }
 
 function onFrame(frame) {
+  if (frame.type === "message_chunk") { onChunk(frame); return; }
   if (frame.type === "status_update") {
     if (frame.status === "busy") {
       $("send").disabled = true;
@@ -78,8 +123,11 @@ function onFrame(frame) {
   $("send").disabled = false;
   const memories = frame.source_memories && frame.source_memories.length
     ? ` · memories: ${frame.source_memories.join(", ")}` : "";
-  addLine(frame.status === "error" ? "error" : "twin", frame.content,
-    `${frame.latency_ms} ms${memories}`);
+  const kind = frame.status === "error" ? "error" : "twin";
+  const meta = `${frame.latency_ms} ms${memories}`;
+  const streamed = state.streaming.get(frame.id);
+  state.streaming.delete(frame.id);
+  if (streamed) fillLine(streamed, kind, frame.content, meta); else addLine(kind, frame.content, meta);
   const command = frame.issued_command;
   if (command && APPROVALS.has(command.command) && !state.seen.has(frame.id)) {
     state.seen.add(frame.id);
@@ -103,7 +151,35 @@ function openApproval(command, rawDecision) {
   let pretty = rawDecision || "(no decision trace)";
   try { pretty = JSON.stringify(JSON.parse(rawDecision), null, 2); } catch (_) { /* raw text */ }
   $("decision").textContent = pretty;
+  const byId = Boolean(command.request_id) && command.command !== "prompt_for_config";
+  const editable = byId && command.command === "execute_tool";
+  $("arguments-editor").hidden = !editable;
+  $("arguments").value = editable ? JSON.stringify(command.arguments || {}, null, 2) : "";
+  $("reason").value = "";
+  $("reason").disabled = !byId;
+  $("approve-session").hidden = !byId;
+  $("approval-error").textContent = "";
+  $("approval-expiry").textContent = command.expires_at
+    ? `Expires ${new Date(command.expires_at).toLocaleTimeString()}` +
+      (command.on_timeout ? `, then ${command.on_timeout === "approve" ? "runs" : "is denied"}` : "")
+    : "";
   $("approval-dialog").showModal();
+}
+
+// The edited arguments when they differ from the proposal, null when unchanged; throws a
+// message a person can act on when the text is not a JSON object of strings.
+function editedArguments(command) {
+  if ($("arguments-editor").hidden) return null;
+  let parsed;
+  try { parsed = JSON.parse($("arguments").value); } catch (err) {
+    throw new Error(`The arguments are not JSON: ${err.message}`);
+  }
+  if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)
+      || !Object.values(parsed).every((v) => typeof v === "string")) {
+    throw new Error("The arguments must be a JSON object of strings.");
+  }
+  const same = JSON.stringify(parsed) === JSON.stringify(command.arguments || {});
+  return same ? null : parsed;
 }
 
 function approvalMessage(command, approved) {
@@ -119,9 +195,11 @@ function approvalMessage(command, approved) {
 
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  // ?busy=true: a "busy" status before each reply disables the send button meanwhile.
+  // ?busy=true: a "busy" status before each reply disables the send button meanwhile;
+  // ?stream=true: the reply's text as it is written (message_chunk frames).
   const socket = new WebSocket(
-    `${scheme}://${location.host}/ws/chat/${encodeURIComponent(state.twinId)}?busy=true`);
+    `${scheme}://${location.host}/ws/chat/${encodeURIComponent(state.twinId)}` +
+    "?busy=true&stream=true");
   state.socket = socket;
   socket.addEventListener("open", () => { state.attempts = 0; setConnection(true); });
   socket.addEventListener("message", (event) => {
@@ -209,13 +287,25 @@ document.addEventListener("DOMContentLoaded", () => {
     const text = $("message").value.trim();
     if (text) { send(text); $("message").value = ""; }
   });
-  $("approval-dialog").addEventListener("close", () => {
+  $("approval-dialog").querySelector("form").addEventListener("submit", (event) => {
+    event.preventDefault();
     const command = state.pending;
+    const choice = event.submitter ? event.submitter.value : "";
+    if (!command || !["approve", "approve-session", "deny"].includes(choice)) return;
+    const byId = Boolean(command.request_id) && command.command !== "prompt_for_config";
+    let edited = null;
+    if (choice !== "deny") {
+      try { edited = editedArguments(command); } catch (err) {
+        $("approval-error").textContent = err.message;  // the dialog stays open
+        return;
+      }
+    }
     state.pending = null;
-    const decision = $("approval-dialog").returnValue;
-    if (!command || (decision !== "approve" && decision !== "deny")) return;  // Esc: undecided
-    send(approvalMessage(command, decision === "approve"));
+    $("approval-dialog").close(choice);
+    if (byId) sendDecision(command, choice, edited, $("reason").value.trim());
+    else send(approvalMessage(command, choice !== "deny"));  // a request the original way
   });
+  $("approval-dialog").addEventListener("close", () => { state.pending = null; });  // Esc
   $("login-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const reply = await fetch("/api/session", {
