@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,14 @@ from phoenix_orchestrator.settings import OrchestratorSettings
 from tests.gateway.conftest import KEY_A, KEY_B
 from tests.gateway.servers import serve
 from tests.orchestrator import conftest as orchestrator_fixtures
-from tests.orchestrator.conftest import FakeLLM, GrpcPeers, action, streamed
+from tests.orchestrator.conftest import (
+    FakeClock,
+    FakeLLM,
+    GrpcPeers,
+    action,
+    metric_value,
+    streamed,
+)
 
 # The orchestrator tests' fixtures, registered here under their own names (peers, fake_llm).
 peers = orchestrator_fixtures.peers
@@ -42,13 +51,14 @@ TOOL_POLICY = {
 
 
 @asynccontextmanager
-async def stack(
+async def stack_and_orchestrator(
     tmp_path: Path,
     settings_for: Callable[..., GatewaySettings],
     peers: GrpcPeers,
+    clock: Callable[[], datetime] | None = None,
     **orchestrator: Any,
-) -> AsyncIterator[str]:
-    """The real orchestrator behind a gateway; yields the gateway's URL."""
+) -> AsyncIterator[tuple[str, str]]:
+    """The real orchestrator behind a gateway; yields (gateway URL, orchestrator URL)."""
     settings = OrchestratorSettings(
         _env_file=None,
         state_dir=tmp_path / "orchestrator",
@@ -59,12 +69,32 @@ async def stack(
         **orchestrator,
     )
     async with (
-        serve(create_orchestrator(settings)) as orchestrator_url,
+        serve(
+            create_orchestrator(settings, clock=clock)
+            if clock is not None
+            else create_orchestrator(settings)
+        ) as orchestrator_url,
         serve(
             create_gateway(
                 settings_for(orchestrator_url=orchestrator_url, upstream_timeout_seconds=30)
             )
         ) as url,
+    ):
+        yield url, orchestrator_url
+
+
+@asynccontextmanager
+async def stack(
+    tmp_path: Path,
+    settings_for: Callable[..., GatewaySettings],
+    peers: GrpcPeers,
+    clock: Callable[[], datetime] | None = None,
+    **orchestrator: Any,
+) -> AsyncIterator[str]:
+    """The real orchestrator behind a gateway; yields the gateway's URL."""
+    async with stack_and_orchestrator(tmp_path, settings_for, peers, clock, **orchestrator) as (
+        url,
+        _,
     ):
         yield url
 
@@ -333,3 +363,95 @@ def parse_sse(text: str) -> list[tuple[str, dict[str, Any]]]:
         fields = dict(line.split(": ", 1) for line in block.splitlines())
         events.append((fields["event"], json.loads(fields["data"])))
     return events
+
+
+async def test_policy_the_agent_loop_its_limit_and_a_timeout_through_the_gateway(
+    tmp_path: Path,
+    settings_for: Callable[..., GatewaySettings],
+    peers: GrpcPeers,
+) -> None:
+    clock = FakeClock()
+    policy = {
+        "rules": [
+            {"tool": "command_exec", "action": "deny", "programs": ["curl"]},
+            {"tool": "memory", "action": "auto"},
+            {"tool": "file_write", "action": "ask", "timeoutSeconds": 30, "onTimeout": "deny"},
+        ]
+    }
+    async with (
+        stack(
+            tmp_path,
+            settings_for,
+            peers,
+            clock,
+            approval_policy=policy,
+            agent_max_steps=3,
+            approval_sweep_seconds=0.02,
+        ) as url,
+        socket(url) as ws,
+        httpx.AsyncClient(base_url=url, headers={"X-API-Key": KEY_A}) as http,
+    ):
+        # investigate: the memory step runs by policy, the tool step asks, then the answer.
+        investigating = await say(ws, "investigate the reactor")
+        tool_step = investigating["issued_command"]
+        finished = await decide(ws, tool_step["request_id"], "approve")
+        # keep searching: memory is auto, so only the step limit ends the turn.
+        limited = await say(ws, "keep searching the archive")
+        # A request nobody decides is denied by the sweep once its timeout has passed.
+        waiting = (await say(ws, "write a file"))["issued_command"]
+        clock.advance(3600)
+        deadline = time.monotonic() + 30
+        while (await http.get(f"/api/approvals/{waiting['request_id']}")).json()[
+            "status"
+        ] != "expired":
+            assert time.monotonic() < deadline, "the sweep never expired the request"
+            await asyncio.sleep(0.05)
+        expired = (await http.get("/api/approvals", params={"state": "expired"})).json()
+        auto_runs = (await http.get("/api/approvals", params={"state": "executed"})).json()
+    assert tool_step["command"] == "execute_tool"
+    assert tool_step["step"] == 2
+    assert "Found 2 memory results" in investigating["content"]
+    assert "Investigation of 'the reactor' finished after 2 steps." in finished["content"]
+    assert limited["actions_taken"][-1] == "agent_step_limit_reached"
+    assert limited["content"].endswith("this twin's step limit (3) was reached.")
+    assert [item["request_id"] for item in expired["items"]] == [waiting["request_id"]]
+    by_policy = [i for i in auto_runs["items"] if i["decided_by"] == "policy"]
+    assert len(by_policy) == 1 + 3  # investigate's search and the three searches of the loop
+    assert {i["policy_rule"] for i in by_policy} == {"auto:rules[1]"}
+
+
+async def test_decisions_are_counted_by_outcome(
+    tmp_path: Path,
+    settings_for: Callable[..., GatewaySettings],
+    peers: GrpcPeers,
+) -> None:
+    async with (
+        stack_and_orchestrator(tmp_path, settings_for, peers) as (url, orchestrator_url),
+        socket(url) as ws,
+    ):
+        once = (await say(ws, "write a file"))["issued_command"]
+        await decide(ws, once["request_id"], "approve", arguments={"cmd": "echo edited"})
+        await decide(ws, once["request_id"], "approve")
+        denied = (await say(ws, "write a file"))["issued_command"]
+        await decide(ws, denied["request_id"], "deny", reason="no")
+        session = (await say(ws, "write a file"))["issued_command"]
+        await decide(ws, session["request_id"], "approve", scope="session")
+        await say(ws, "write a file")
+        stale = (await say(ws, "search the vault"))["issued_command"]
+        await decide(ws, stale["request_id"], "approve", arguments_hash="1" * 64)
+        async with httpx.AsyncClient(base_url=orchestrator_url) as direct:
+            text = (await direct.get("/metrics")).text
+    counted = {
+        (kind, outcome): metric_value(
+            text, "phoenix_orchestrator_approvals_total", kind=kind, outcome=outcome
+        )
+        for kind, outcome in [
+            ("tool", "approved_edited"),
+            ("tool", "duplicate"),
+            ("tool", "denied"),
+            ("tool", "approved_for_session"),
+            ("tool", "approved_by_grant"),
+            ("memory", "stale"),
+        ]
+    }
+    assert counted == dict.fromkeys(counted, 1.0)
