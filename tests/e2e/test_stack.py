@@ -562,7 +562,9 @@ async def test_the_console_streams_edits_denies_with_a_reason_and_approves_for_t
     headers = {"Authorization": f"Bearer {stack.key}"}
     async with httpx.AsyncClient(base_url=stack.url, headers=headers, timeout=30) as client:
         denied = (await client.get("/api/approvals", params={"state": "denied"})).json()
-        executed = (await client.get("/api/approvals", params={"state": "executed"})).json()
+        executed = (
+            await client.get("/api/approvals", params={"state": "executed", "limit": 200})
+        ).json()
     assert chunks >= 1
     assert "proposed-in-console" not in edited_line
     reasons = {item["reason"]: item for item in denied["items"]}
@@ -570,7 +572,7 @@ async def test_the_console_streams_edits_denies_with_a_reason_and_approves_for_t
     assert refused["arguments"] == {"cmd": "echo never-in-console"}
     assert refused["principal"] == "local-console"  # the console session's subject
     by_command: dict[str, list[dict[str, Any]]] = {}
-    for item in executed["items"]:
+    for item in (i for i in executed["items"] if i["kind"] == "tool"):
         by_command.setdefault(
             (item.get("approved_arguments") or item["arguments"])["cmd"], []
         ).append(item)
