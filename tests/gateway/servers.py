@@ -38,6 +38,14 @@ async def serve(app: Any) -> AsyncIterator[str]:
         await asyncio.wait_for(task, 10)
 
 
+CHUNK_LINE = b'{"type": "message_chunk", "content_chunk": "Hel"}\n'
+# Streamed replies that go wrong: a line that is not the protocol's, and a stream cut short.
+BROKEN_STREAMS = {
+    "garbled stream": [CHUNK_LINE, b'["not", "a", "line"]\n'],
+    "cut stream": [CHUNK_LINE],
+}
+
+
 @dataclass
 class FakeOrchestrator:
     """Speaks the orchestrator's /chat and approvals contract; remembers what it received."""
@@ -55,12 +63,20 @@ class FakeOrchestrator:
         async def health() -> dict[str, str]:
             return {"status": "ok"}
 
-        @app.post("/chat")
-        async def chat(request: Request) -> JSONResponse:
+        @app.post("/chat", response_model=None)
+        async def chat(request: Request) -> JSONResponse | StreamingResponse:
             body = await request.json()
             self.chats.append(body)
             self.headers.append(dict(request.headers))
             message = body.get("message", "")
+            if body.get("stream") is True and message in BROKEN_STREAMS:
+                lines = BROKEN_STREAMS[message]
+
+                async def broken() -> AsyncIterator[bytes]:
+                    for line in lines:
+                        yield line
+
+                return StreamingResponse(broken(), media_type="application/x-ndjson")
             if self.delay:
                 await asyncio.sleep(self.delay)
             if not isinstance(message, str) or not message:

@@ -221,3 +221,22 @@ async def test_parallel_sockets_each_get_their_own_replies(gateway: Gateway) -> 
     for socket, contents in enumerate(results):
         assert contents == [f"I understand you said: 's{socket} m{n}'." for n in range(25)]
     assert len(gateway.orchestrator.chats) == 150
+
+
+async def test_a_broken_stream_is_an_error_frame_and_the_socket_stays_usable(
+    gateway: Gateway,
+) -> None:
+    url = f"{gateway.ws_url}/ws/chat/twin-a?stream=true&token={KEY_A}"
+    async with connect(url) as ws:
+        await ws.send(frame("garbled stream"))
+        garbled = [await reply(ws), await reply(ws)]
+        await ws.send(frame("cut stream"))
+        cut = [await reply(ws), await reply(ws)]
+        await ws.send(frame("still here?"))  # answered whole: an orchestrator that never streams
+        after = await reply(ws)
+    for chunk, error in (garbled, cut):
+        assert (chunk["type"], chunk["content_chunk"]) == ("message_chunk", "Hel")
+        assert (error["type"], error["status"]) == ("status_update", "error")
+    assert garbled[1]["details"].startswith("Orchestrator error: the streamed reply broke off")
+    assert cut[1]["details"] == "Orchestrator error: the streamed reply ended without a result"
+    assert after["content"] == "I understand you said: 'still here?'."

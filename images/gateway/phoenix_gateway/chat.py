@@ -33,6 +33,7 @@ from pydantic import ValidationError
 
 from phoenix_gateway.contracts import (
     INBOUND_FRAME,
+    STREAM_LINE,
     ChatFrame,
     CompleteMessage,
     DecisionFrame,
@@ -42,6 +43,7 @@ from phoenix_gateway.contracts import (
     OrchestratorResponse,
     OrchestratorStreamRequest,
     StatusUpdate,
+    StreamChunk,
 )
 from phoenix_gateway.metrics import CHAT_LATENCY
 from phoenix_gateway.upstream import UpstreamClient, UpstreamError, UpstreamResponse
@@ -51,6 +53,8 @@ tracer = trace.get_tracer("phoenix_gateway.chat")
 
 MAX_ERROR_BODY = 500
 MAX_STREAM_LINE = 4 * 1024 * 1024
+MAX_WHOLE_REPLY = 16 * 1024 * 1024  # the upstream client's own body limit
+NDJSON = "application/x-ndjson"
 USER_MISMATCH = "User ID mismatch between path and request payload."
 PRINCIPAL_HEADER = "x-phoenix-principal"
 OnChunk = Callable[[MessageChunk], Awaitable[None]]
@@ -166,18 +170,21 @@ class Relay:
                 text = await upstream.read(MAX_ERROR_BODY)
                 raw = UpstreamResponse(upstream.status, upstream.headers, text)
                 return _complete(raw, time.perf_counter() - started, message_id)
+            media = dict(upstream.headers).get("content-type", "").partition(";")[0].strip()
+            if media != NDJSON:
+                # An orchestrator that does not stream (one not yet upgraded, in a rolling
+                # update) answers whole: that is the reply, without chunks.
+                text = await upstream.read(MAX_WHOLE_REPLY)
+                raw = UpstreamResponse(upstream.status, upstream.headers, text)
+                return _complete(raw, time.perf_counter() - started, message_id)
             async for line in self._lines(upstream.chunks()):
-                item = json.loads(line)
-                if item.get("type") == "message_chunk":
-                    await on_chunk(MessageChunk(id=message_id, content_chunk=item["content_chunk"]))
-                elif item.get("type") == "complete":
-                    raw = UpstreamResponse(
-                        int(item.get("status_code", 200)),
-                        (),
-                        json.dumps(item["reply"]).encode(),
-                    )
-                    return _complete(raw, time.perf_counter() - started, message_id)
-        except (UpstreamError, ValueError, KeyError, TimeoutError) as err:
+                item = STREAM_LINE.validate_json(line)  # ValidationError is a ValueError
+                if isinstance(item, StreamChunk):
+                    await on_chunk(MessageChunk(id=message_id, content_chunk=item.content_chunk))
+                    continue
+                raw = UpstreamResponse(item.status_code, (), json.dumps(item.reply).encode())
+                return _complete(raw, time.perf_counter() - started, message_id)
+        except (UpstreamError, ValueError, TimeoutError) as err:
             raise ChatError(
                 f"Orchestrator error: the streamed reply broke off: {err}", "orchestrator_stream"
             ) from None

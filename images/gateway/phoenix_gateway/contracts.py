@@ -78,6 +78,27 @@ class OrchestratorStreamRequest(OrchestratorRequest):
     stream: Literal[True] = True
 
 
+class StreamChunk(BaseModel):
+    """A line of the orchestrator's streamed reply: a piece of the answer."""
+
+    type: Literal["message_chunk"]
+    content_chunk: str
+
+
+class StreamComplete(BaseModel):
+    """The last line: the reply, and the status it would have had unstreamed."""
+
+    type: Literal["complete"]
+    status_code: int = Field(200, ge=100, le=599)
+    reply: dict[str, Any]
+
+
+# One line of POST /chat's application/x-ndjson reply (docs/orchestrator.md, Streaming).
+STREAM_LINE: TypeAdapter[StreamChunk | StreamComplete] = TypeAdapter(
+    Annotated[StreamChunk | StreamComplete, Field(discriminator="type")]
+)
+
+
 class OrchestratorDecision(BaseModel):
     """The body of ``POST {ORCHESTRATOR_URL}/v1/approvals/{id}/approve|deny``."""
 
