@@ -46,6 +46,14 @@ BROKEN_STREAMS = {
 }
 
 
+def broken_stream(lines: list[bytes]) -> StreamingResponse:
+    async def body() -> AsyncIterator[bytes]:
+        for line in lines:
+            yield line
+
+    return StreamingResponse(body(), media_type="application/x-ndjson")
+
+
 @dataclass
 class FakeOrchestrator:
     """Speaks the orchestrator's /chat and approvals contract; remembers what it received."""
@@ -64,19 +72,13 @@ class FakeOrchestrator:
             return {"status": "ok"}
 
         @app.post("/chat", response_model=None)
-        async def chat(request: Request) -> JSONResponse | StreamingResponse:
+        async def chat(request: Request) -> JSONResponse | StreamingResponse:  # noqa: PLR0911
             body = await request.json()
             self.chats.append(body)
             self.headers.append(dict(request.headers))
             message = body.get("message", "")
             if body.get("stream") is True and message in BROKEN_STREAMS:
-                lines = BROKEN_STREAMS[message]
-
-                async def broken() -> AsyncIterator[bytes]:
-                    for line in lines:
-                        yield line
-
-                return StreamingResponse(broken(), media_type="application/x-ndjson")
+                return broken_stream(BROKEN_STREAMS[message])
             if self.delay:
                 await asyncio.sleep(self.delay)
             if not isinstance(message, str) or not message:
