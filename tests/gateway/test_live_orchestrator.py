@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from phoenix_gateway.app import create_app as create_gateway
@@ -37,6 +39,7 @@ from tests.orchestrator.conftest import (
     metric_value,
     streamed,
 )
+from tests.stress.load import BuildLoad
 
 # The orchestrator tests' fixtures, registered here under their own names (peers, fake_llm).
 peers = orchestrator_fixtures.peers
@@ -455,3 +458,78 @@ async def test_decisions_are_counted_by_outcome(
         ]
     }
     assert counted == dict.fromkeys(counted, 1.0)
+
+
+STREAM_CYCLES = int(os.environ.get("PHOENIX_STREAM_CYCLES", "20"))
+
+
+@pytest.fixture
+def build_load() -> Iterator[BuildLoad]:
+    load = BuildLoad().start()
+    try:
+        yield load
+    finally:
+        load.stop()
+
+
+@pytest.mark.stress
+async def test_streams_that_finish_and_streams_that_are_left_under_load(
+    tmp_path: Path,
+    settings_for: Callable[..., GatewaySettings],
+    peers: GrpcPeers,
+    fake_llm: FakeLLM,
+    build_load: BuildLoad,
+) -> None:
+    """Streamed replies in turn read to the end and left after the first chunk, under
+    build-like load: every finished one is whole (its chunks join into its content, one id),
+    every left one is cancelled at the orchestrator, and the socket path keeps working.
+    The model is held mid-answer for the ones that leave, so a leave always comes first.
+    ``PHOENIX_STREAM_CYCLES`` sets the number of pairs (20)."""
+    answer = "A streamed answer under load. " * 20
+    for _ in range(STREAM_CYCLES):
+        fake_llm.script.append(streamed(action("ActionResponse", content=answer), pieces=30))
+        held = streamed(action("ActionResponse", content="z" * 4000), pieces=40)
+        held.hold_after = 1  # the first piece holds the start of the content
+        fake_llm.script.append(held)
+    fake_llm.default = streamed(action("ActionResponse", content="still here"), pieces=2)
+    broken: list[str] = []
+    async with stack_and_orchestrator(tmp_path, settings_for, peers, **llm_settings(fake_llm)) as (
+        url,
+        orchestrator_url,
+    ):
+        for cycle in range(STREAM_CYCLES):
+            async with socket(url, query="?stream=true") as ws:
+                await ws.send(
+                    json.dumps({"session_id": SESSION, "user_id": "twin-a", "message": "q"})
+                )
+                frames = [await frame(ws)]
+                while frames[-1]["type"] == "message_chunk":
+                    frames.append(await frame(ws))
+            *chunks, complete = frames
+            joined = "".join(c["content_chunk"] for c in chunks)
+            if (joined, complete["content"], {c["id"] for c in chunks}) != (
+                answer,
+                answer,
+                {complete["id"]},
+            ):
+                broken.append(f"cycle {cycle}: {len(chunks)} chunks, {complete['content'][:40]!r}")
+            async with socket(url, query="?stream=true") as leaving:
+                await leaving.send(
+                    json.dumps({"session_id": SESSION, "user_id": "twin-a", "message": "q"})
+                )
+                first = await frame(leaving)
+                assert first["type"] == "message_chunk", first
+        async with httpx.AsyncClient(base_url=orchestrator_url) as direct:
+            deadline = time.monotonic() + 60
+            while True:
+                text = (await direct.get("/metrics")).text
+                cancelled = metric_value(text, "phoenix_orchestrator_chat_streams_cancelled_total")
+                if cancelled >= STREAM_CYCLES or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.1)
+        fake_llm.release.set()  # the held model threads finish (into closed connections)
+        async with socket(url) as ws:
+            after = await say(ws, "q")
+    assert broken == []
+    assert cancelled == STREAM_CYCLES
+    assert after["content"] == "still here"

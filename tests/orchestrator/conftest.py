@@ -235,12 +235,12 @@ def fake_llm() -> Iterator[FakeLLM]:
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Connection", "close")
                 self.end_headers()
-                for piece in reply.pieces:
+                for sent, piece in enumerate(reply.pieces, start=1):
                     chunk = {"model": "test/model-2026", "choices": [{"delta": {"content": piece}}]}
                     self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                     self.wfile.flush()
                     llm.pieces_sent += 1
-                    if reply.hold_after == llm.pieces_sent:
+                    if reply.hold_after == sent:  # pieces of this reply, not of all of them
                         llm.release.wait(30)  # a test reads what streamed so far meanwhile
                     if reply.piece_delay:
                         stop.wait(reply.piece_delay)
