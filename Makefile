@@ -32,11 +32,17 @@ system-deps: ## Install the system packages the tests use (bubblewrap, util-linu
 protos: deps ## Regenerate the gRPC stubs from protos/
 	PYTHON=$(PY) bash scripts/gen-protos.sh
 
-lint: deps ## ruff, ruff format, mypy --strict, import contracts
+lint: deps ## ruff (with bandit's S rules), ruff format, noqa reasons, secrets scan, mypy --strict, import contracts
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) -m scripts.check_noqa
+	$(PY) -m scripts.check_secrets
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+secrets-baseline: deps ## Refresh .secrets.baseline (keeps audit marks); then audit new entries
+	$(VENV)/bin/detect-secrets scan --baseline .secrets.baseline
+	@echo "now mark each new entry: $(VENV)/bin/detect-secrets audit .secrets.baseline"
 
 fmt: deps ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
@@ -103,4 +109,4 @@ clean: ## Remove the venv and local state (keeps the control-plane cache)
 	-$(MAKE) cluster-down
 	rm -rf $(VENV) .cluster .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: images kind-load help run stress deps system-deps protos lint fmt test test-unit test-e2e bench control-plane cluster-up cluster-down kind-up kind-down clean
+.PHONY: images kind-load help run stress deps system-deps protos lint secrets-baseline fmt test test-unit test-e2e bench control-plane cluster-up cluster-down kind-up kind-down clean

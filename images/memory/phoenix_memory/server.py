@@ -43,7 +43,7 @@ async def build_embedder(settings: MemorySettings) -> Embedder:
     """
     inner: Embedder
     if settings.embedding_provider == "openai":
-        assert settings.embedding_url is not None  # checked by MemorySettings
+        assert settings.embedding_url is not None  # noqa: S101 - narrowing: settings check it
         inner = await OpenAIEmbedder.connect(
             str(settings.embedding_url),
             model=settings.embedding_model,

@@ -93,7 +93,7 @@ class Started:
     async def send(self, data: bytes) -> None:
         """Write ``data`` to the process's stdin (spawned with ``stdin_pipe``) and close it."""
         stdin = self.proc.stdin
-        assert stdin is not None, "spawned without stdin_pipe"
+        assert stdin is not None, "spawned without stdin_pipe"  # noqa: S101 - narrowing
         stdin.write(data)
         try:
             await stdin.drain()
@@ -117,8 +117,8 @@ async def start(spec: SpawnSpec, *, kill_bytes: int, stdin_pipe: bool = False) -
     )
     out, err = Captured(), Captured()
     limited = asyncio.Event()
-    assert proc.stdout is not None  # PIPE above
-    assert proc.stderr is not None
+    assert proc.stdout is not None  # noqa: S101 - narrowing: PIPE above
+    assert proc.stderr is not None  # noqa: S101 - narrowing: PIPE above
     readers = [
         asyncio.create_task(_pump(proc.stdout, out, kill_bytes, limited)),
         asyncio.create_task(_pump(proc.stderr, err, kill_bytes, limited)),
@@ -202,7 +202,7 @@ async def run(
 
 async def _exited(proc: asyncio.subprocess.Process) -> None:
     # asyncio exposes no exit event apart from wait(), which also waits for the pipes.
-    while proc.returncode is None:  # noqa: ASYNC110
+    while proc.returncode is None:  # noqa: ASYNC110 - see the comment above
         await asyncio.sleep(0.05)
 
 

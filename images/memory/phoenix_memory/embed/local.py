@@ -37,7 +37,7 @@ def _load(path: Path) -> Any:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     # Imported here: it pulls in torch (seconds), and only after the offline guard is set.
-    from sentence_transformers import SentenceTransformer  # noqa: PLC0415
+    from sentence_transformers import SentenceTransformer  # noqa: PLC0415 - see the comment above
 
     return SentenceTransformer(str(path), device="cpu", local_files_only=True)
 

@@ -129,7 +129,7 @@ class ApprovalStore:
 
     async def get(self, request_id: str) -> ApprovalRequest | None:
         rows = await self._rows(
-            f"SELECT {_COLUMNS} FROM approval_requests WHERE request_id = ?",  # noqa: S608
+            f"SELECT {_COLUMNS} FROM approval_requests WHERE request_id = ?",  # noqa: S608 - constant column list
             (request_id,),
         )
         return _row_to_request(rows[0]) if rows else None
@@ -139,7 +139,7 @@ class ApprovalStore:
     ) -> list[ApprovalRequest]:
         """Requests still ``pending`` in a session (expired ones included), newest first."""
         sql = (
-            f"SELECT {_COLUMNS} FROM approval_requests "  # noqa: S608
+            f"SELECT {_COLUMNS} FROM approval_requests "  # noqa: S608 - constant column list
             "WHERE session_id = ? AND status = 'pending'"
         )
         params: list[Any] = [session_id]
@@ -178,7 +178,7 @@ class ApprovalStore:
     async def overdue(self, now: datetime) -> list[ApprovalRequest]:
         """Requests still ``pending`` whose expiry has passed."""
         rows = await self._rows(
-            f"SELECT {_COLUMNS} FROM approval_requests "  # noqa: S608
+            f"SELECT {_COLUMNS} FROM approval_requests "  # noqa: S608 - constant column list
             "WHERE status = 'pending' AND expires_at <= ?",
             (_ts(now),),
         )
