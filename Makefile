@@ -48,7 +48,10 @@ fmt: deps ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: system-deps deps lint ## Everything CI runs: lint, unit, integration and e2e tests
+audit: deps ## Known vulnerabilities in the venv (PyPI advisories) and our Go binaries (govulncheck)
+	timeout 900 $(PY) -m scripts.audit
+
+test: system-deps deps lint audit ## Everything CI runs: lint, audit, unit, integration and e2e tests
 	PY=$(PY) bash scripts/pytest.sh $(PYTEST_ARGS)
 
 test-unit: deps ## Tests that need no control plane
@@ -109,4 +112,4 @@ clean: ## Remove the venv and local state (keeps the control-plane cache)
 	-$(MAKE) cluster-down
 	rm -rf $(VENV) .cluster .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: images kind-load help run stress deps system-deps protos lint secrets-baseline fmt test test-unit test-e2e bench control-plane cluster-up cluster-down kind-up kind-down clean
+.PHONY: images kind-load help run stress deps system-deps protos lint secrets-baseline audit fmt test test-unit test-e2e bench control-plane cluster-up cluster-down kind-up kind-down clean

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 GENERATED = ("images/common/phoenix_common/stubs/",)
 # "noqa: A1, B2 - reason": codes, then " - " and at least one word of reason.
 NOQA = re.compile(r"#\s*noqa\b(?P<rest>.*)$", re.IGNORECASE)
-WITH_REASON = re.compile(r"^:\s*[A-Z]+[0-9]+(\s*,\s*[A-Z]+[0-9]+)*\s+-\s+\w")
+WITH_REASON = re.compile(r"^:\s*[A-Z]+[0-9]+(\s*,\s*[A-Z]+[0-9]+)*\s+-\s+\S")
 
 
 def python_files() -> list[Path]:
