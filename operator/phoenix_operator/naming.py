@@ -14,7 +14,9 @@ TWIN_LABEL = f"{GROUP}/twin"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 CONFIG_HASH_ANNOTATION = f"{GROUP}/config-hash"
-SPEC_HASH_ANNOTATION = f"{GROUP}/applied-hash"
+# On every rendered child: the hash of the manifest the operator applied, so a changed
+# rendering (or a field the operator stopped rendering) shows without a full comparison.
+APPLIED_HASH_ANNOTATION = f"{GROUP}/applied-hash"
 
 PORTS: dict[Component, int] = {
     "gateway": 8181,

@@ -34,6 +34,7 @@ from qdrant_client import QdrantClient
 
 from tests.e2e.kube import KubeCluster, wait_for
 from tests.e2e.localcluster import free_port
+from tests.e2e.operator_process import seed_local_collections
 from tests.gitops.tools import RUNNERS, argocd_health, kstatus
 from tests.helm.chart import CHART, CI_VALUES, REPO, helm, helm_binary, template_args
 
@@ -837,6 +838,11 @@ def test_uninstall_leaves_twins_and_their_data_per_reclaim_policy(stack: Stack) 
         what="twin scratch Ready",
         timeout=ready_timeout(kube),
     )
+    if kube.local:  # what the twins' memory services create on first use (no pods run here)
+        seed_local_collections(
+            release.qdrant_path / stack.twins_ns,
+            [f"phx.{stack.twins_ns}.{kept}.default", f"phx.{stack.twins_ns}.scratch.default"],
+        )
     kube.kubectl("delete", "ptwin", "scratch", "-n", stack.twins_ns, "--timeout=60s")
 
     release.uninstall()

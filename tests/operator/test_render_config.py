@@ -43,6 +43,7 @@ def test_each_component_reads_the_variables_of_the_original_system(
         "QDRANT_URL": "http://qdrant.db.svc:6334",
         "EMBEDDING_PROVIDER": "local",
         "EMBEDDING_MODEL_DIM": "384",
+        "MEMORY_TENANCY": "collection",
         "TWIN_NAMESPACE": "team-a",
         "TWIN_NAME": "alice",
     }

@@ -111,7 +111,7 @@ def upstreams(settings: CommonSettings | TelemetrySettings) -> list[Upstream]:
         return found
     if isinstance(settings, MemorySettings):
         found = []
-        if settings.backend == "qdrant" and settings.qdrant_path is None:
+        if settings.backend == "qdrant":
             found.append(Upstream("QDRANT_URL", str(settings.qdrant_url), 6334))
         if settings.embedding_provider == "openai" and settings.embedding_url is not None:
             found.append(Upstream("EMBEDDING_URL", str(settings.embedding_url), 443))

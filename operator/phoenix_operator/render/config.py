@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from phoenix_operator import naming
-from phoenix_operator.api import Component, SecretKeyRef, Twin
+from phoenix_operator.api import Component, SecretKeyRef, Twin, duration_seconds
 from phoenix_operator.render.common import Manifest, RenderContext, metadata, stable_hash
 
 SANDBOX_DIR = "/sandbox"
@@ -93,6 +93,7 @@ def settings_env(twin: Twin, component: Component, ctx: RenderContext) -> dict[s
             env["EMBEDDING_URL"] = spec.memory.embedding.url
         if spec.memory.embedding.model:
             env["EMBEDDING_MODEL"] = spec.memory.embedding.model
+        env.update(memory_policy_env(twin, ctx))
     else:
         env = {
             "TOOLS_GRPC_PORT": str(naming.PORTS["tools"]),
@@ -108,6 +109,35 @@ def settings_env(twin: Twin, component: Component, ctx: RenderContext) -> dict[s
             "TOOLS_ALLOW_UNSANDBOXED": "true" if spec.tools.sandbox == "cwd" else "false",
         }
     return {**env, **common}
+
+
+def memory_policy_env(twin: Twin, ctx: RenderContext) -> dict[str, str]:
+    """Tenancy, per-namespace retention/dedup and backups of the memory service."""
+    memory = twin.spec.memory
+    tenancy = memory.qdrant.resolved_tenancy(ctx.default_qdrant_tenancy)
+    env: dict[str, str] = {"MEMORY_TENANCY": tenancy}
+    if memory.policies:
+        policies = {
+            policy.namespace: {
+                key: value
+                for key, value in (
+                    (
+                        "max_age_seconds",
+                        duration_seconds(policy.max_age) if policy.max_age else None,
+                    ),
+                    ("max_count", policy.max_count),
+                    ("dedup_threshold", policy.dedup_threshold),
+                )
+                if value is not None
+            }
+            for policy in memory.policies
+        }
+        env["MEMORY_NAMESPACE_POLICIES"] = json.dumps(policies, sort_keys=True)
+    # A shared collection (payload tenancy) is backed up where that Qdrant is run.
+    if memory.backup is not None and tenancy == "collection":
+        env["MEMORY_BACKUP_INTERVAL_SECONDS"] = str(duration_seconds(memory.backup.every))
+        env["MEMORY_BACKUP_KEEP"] = str(memory.backup.keep)
+    return env
 
 
 def _secret_env(name: str, ref: SecretKeyRef) -> dict[str, Any]:
