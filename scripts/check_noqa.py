@@ -4,7 +4,8 @@ ruff reports a blanket ``# noqa`` (PGH004) and an unused one (RUF100) but not
 one without a reason, and a suppression nobody can judge is a finding nobody
 reviewed. This check reads the comments of every Python file in the tree with
 the tokenizer (so a "noqa" inside a string is not one) and fails on any
-``# noqa: CODES`` not followed by `` - <reason>``. Generated stubs are skipped.
+``# noqa: CODES`` not followed by `` - <reason>`` (or ``  (<reason>)``, the form some
+modules used before this check). Generated stubs are skipped.
 
     python -m scripts.check_noqa [PATH ...]   # default: the whole repository
 """
@@ -22,9 +23,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 GENERATED = ("images/common/phoenix_common/stubs/",)
-# "noqa: A1, B2 - reason": codes, then " - " and at least one word of reason.
+# "noqa: A1, B2 - reason" or "noqa: A1  (reason)": codes, then at least one word of reason.
 NOQA = re.compile(r"#\s*noqa\b(?P<rest>.*)$", re.IGNORECASE)
-WITH_REASON = re.compile(r"^:\s*[A-Z]+[0-9]+(\s*,\s*[A-Z]+[0-9]+)*\s+-\s+\S")
+WITH_REASON = re.compile(r"^:\s*[A-Z]+[0-9]+(\s*,\s*[A-Z]+[0-9]+)*\s+(-\s+\S|\(\s*[^)\s])")
 
 
 def python_files() -> list[Path]:

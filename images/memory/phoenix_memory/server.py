@@ -73,7 +73,7 @@ def build_store(settings: MemorySettings) -> MemoryStore:
     if settings.backend == "edge":
         return EdgeStore(settings.data_dir)
     # Imported only for this backend: qdrant-client costs ~47 MiB of RSS (its models).
-    from phoenix_memory.store.qdrant_server import QdrantServerStore  # noqa: PLC0415
+    from phoenix_memory.store.qdrant_server import QdrantServerStore  # noqa: PLC0415 - only for this backend, see above
 
     return QdrantServerStore.connect(
         str(settings.qdrant_url),
