@@ -64,6 +64,10 @@ stress: deps ## The stress tests, longer than CI runs them: 30 stack cycles, 10,
 	PY=$(PY) PHOENIX_STRESS_CYCLES=30 PHOENIX_STRESS_COMMANDS=10000 PHOENIX_STRESS_SPAWNS=1000 \
 	  bash scripts/pytest.sh -m stress -s $(PYTEST_ARGS)
 
+fuzz: deps ## The gRPC edge fuzzed longer than CI: new random cases, 300 per test (PHOENIX_FUZZ_EXAMPLES)
+	PY=$(PY) PHOENIX_FUZZ_PROFILE=fuzz PHOENIX_FUZZ_EXAMPLES=$${PHOENIX_FUZZ_EXAMPLES:-300} \
+	  bash scripts/pytest.sh -m fuzz --timeout=7200 -p no:cacheprovider $(PYTEST_ARGS)
+
 bench: deps ## Benchmarks, side by side, as ratios (bench/)
 	$(PY) -m bench
 
@@ -112,4 +116,4 @@ clean: ## Remove the venv and local state (keeps the control-plane cache)
 	-$(MAKE) cluster-down
 	rm -rf $(VENV) .cluster .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: images kind-load help run stress deps system-deps protos lint secrets-baseline audit fmt test test-unit test-e2e bench control-plane cluster-up cluster-down kind-up kind-down clean
+.PHONY: images kind-load help run stress fuzz deps system-deps protos lint secrets-baseline audit fmt test test-unit test-e2e bench control-plane cluster-up cluster-down kind-up kind-down clean

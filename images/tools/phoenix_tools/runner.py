@@ -41,9 +41,16 @@ class Captured:
         self.total += len(chunk)
 
     def lines(self) -> tuple[list[str], bool]:
-        """Lossy UTF-8 lines, at most MAX_LINES and MAX_BYTES; True if anything was cut."""
+        """Lossy UTF-8 lines, at most MAX_LINES and MAX_BYTES; True if anything was cut.
+
+        Lines end at "\n" (a "\r" before it is dropped), so that stdout_logs joined by
+        "\n", as the original's clients join them, is what the program printed.
+        str.splitlines() also split at U+0085, U+2028, form feeds and a lone "\r".
+        """
         text = bytes(self.head).decode("utf-8", errors="replace")
-        lines = text.splitlines()
+        lines = [line.removesuffix("\r") for line in text.split("\n")]
+        if lines[-1] == "":
+            lines.pop()  # the "\n" that ends the last line starts no new one
         truncated = self.total > len(self.head) or len(lines) > MAX_LINES
         return lines[:MAX_LINES], truncated
 
