@@ -55,7 +55,8 @@ def _serve_gateway() -> int:
         host=settings.host,
         port=settings.port,
         websockets=True,
-        ws_max_size=settings.ws_max_message_bytes,
+        # limits.EdgeLimits answers frames over the limit; this is the memory backstop (1009).
+        ws_max_size=2 * settings.ws_max_message_bytes,
     )
     return 0
 
