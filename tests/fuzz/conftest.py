@@ -29,6 +29,7 @@ from typing import Any
 
 import grpc
 import pytest
+import requests
 from _pytest.terminal import TerminalReporter
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, settings
@@ -216,3 +217,23 @@ def tools_service(fuzz_dir: Path, memory_service: Service) -> Iterator[Service]:
     service = spawn("tools", fuzz_dir / "tools.log", port, env)
     yield service
     service.stop()
+
+
+@pytest.fixture(scope="session")
+def orchestrator_url(
+    fuzz_dir: Path, memory_service: Service, tools_service: Service
+) -> Iterator[str]:
+    """The real orchestrator app over HTTP, on the session's memory and tools."""
+    from tests.fuzz import http_servers  # here: it imports this module
+
+    with http_servers.orchestrator(fuzz_dir / "orchestrator", memory_service, tools_service) as (
+        _,
+        url,
+    ):
+        yield url
+        still_answers(url + "/health")
+
+
+def still_answers(url: str) -> None:
+    answer = requests.get(url, timeout=CALL_TIMEOUT_S)
+    assert answer.status_code == 200, f"{url} after the fuzzing: {answer.status_code}"
