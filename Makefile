@@ -64,7 +64,7 @@ stress: deps ## The stress tests, longer than CI runs them: 30 stack cycles, 10,
 	PY=$(PY) PHOENIX_STRESS_CYCLES=30 PHOENIX_STRESS_COMMANDS=10000 PHOENIX_STRESS_SPAWNS=1000 \
 	  bash scripts/pytest.sh -m stress -s $(PYTEST_ARGS)
 
-fuzz: deps ## The gRPC edge fuzzed longer than CI: new random cases, 300 per test (PHOENIX_FUZZ_EXAMPLES)
+fuzz: deps ## The edge (gRPC, HTTP, WebSocket) fuzzed longer than CI: 300 new cases per test (PHOENIX_FUZZ_EXAMPLES)
 	PY=$(PY) PHOENIX_FUZZ_PROFILE=fuzz PHOENIX_FUZZ_EXAMPLES=$${PHOENIX_FUZZ_EXAMPLES:-300} \
 	  bash scripts/pytest.sh -m fuzz --timeout=7200 -p no:cacheprovider $(PYTEST_ARGS)
 

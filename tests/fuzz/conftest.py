@@ -1,10 +1,12 @@
-"""The fuzzed gRPC edge: the real services as processes, hypothesis profiles, a tally per RPC.
+"""The fuzzed edge: the real services, hypothesis profiles, a tally per RPC and endpoint.
 
 phoenix-memory runs on its embedded Qdrant Edge store with the real embedding
 model; phoenix-tools runs commands under real bubblewrap and answers vector_query
 from that same memory process. Both are started as the real console scripts, so
 a crash in native code (Qdrant Edge, the tokenizer, bwrap) shows as a dead
-process instead of taking pytest down with it.
+process instead of taking pytest down with it. The orchestrator app is served
+over HTTP on top of them (``orchestrator_url``), and the gateway in front of it
+(``http_servers``).
 
 Profiles (PHOENIX_FUZZ_PROFILE): "ci" (default) is derandomized, with a fixed
 small budget per RPC, so CI sees the same cases every run; "fuzz" (make fuzz)
@@ -72,7 +74,7 @@ def tally(rpc: str, outcome: str) -> None:
 def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
     if not TALLY:
         return
-    terminalreporter.section("fuzzed gRPC edge: cases per RPC")
+    terminalreporter.section("fuzzed edge: cases per RPC and endpoint")
     for rpc, outcomes in sorted(TALLY.items()):
         detail = ", ".join(f"{code} {n}" for code, n in outcomes.most_common())
         terminalreporter.write_line(f"{rpc}: {sum(outcomes.values())} cases ({detail})")
