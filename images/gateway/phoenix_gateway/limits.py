@@ -37,7 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from phoenix_gateway.auth import find_credential
 from phoenix_gateway.contracts import StatusUpdate
-from phoenix_gateway.limit_settings import EdgeLimitSettings
+from phoenix_gateway.settings import GatewaySettings
 
 LIMITED = Counter(
     "phoenix_gateway_limited_total",
@@ -143,12 +143,12 @@ class EdgeLimits:
     def __init__(
         self,
         app: ASGIApp,
-        settings: EdgeLimitSettings,
+        settings: GatewaySettings,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.app = app
         self.max_body = settings.max_body_bytes
-        self.max_frame = getattr(settings, "ws_max_message_bytes", 0)
+        self.max_frame = settings.ws_max_message_bytes
         self.rate = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst, clock)
         self.sockets = SocketCounter(settings.ws_max_sockets_per_credential)
 
