@@ -79,6 +79,15 @@ def test_idle_buckets_are_forgotten_when_there_are_too_many() -> None:
     assert list(limiter.buckets) == ["newcomer"]
 
 
+def test_a_flood_of_new_keys_keeps_the_table_bounded_and_the_newest() -> None:
+    limiter = RateLimiter(per_minute=60, burst=1, clock=lambda: 0.0)  # nothing refills
+    for n in range(3 * MAX_BUCKETS):
+        limiter.take(f"k{n}")
+    assert len(limiter.buckets) <= MAX_BUCKETS
+    newest = f"k{3 * MAX_BUCKETS - 1}"
+    assert limiter.take(newest) > 0, "a recent key keeps its spent bucket"
+
+
 def test_zero_turns_the_rate_limit_off() -> None:
     limiter = RateLimiter(per_minute=0, burst=1)
     assert all(limiter.take("k") == 0.0 for _ in range(1000))

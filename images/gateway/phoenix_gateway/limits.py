@@ -24,6 +24,7 @@ request without one is keyed by its client address. Probes (``/api/health``,
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import time
@@ -78,7 +79,7 @@ class RateLimiter:
         bucket = self.buckets.get(key)
         if bucket is None:
             if len(self.buckets) >= MAX_BUCKETS:
-                self._forget_idle(now)
+                self._forget(now)
             bucket = self.buckets[key] = _Bucket(self.burst, now)
         bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
         bucket.updated = now
@@ -87,14 +88,22 @@ class RateLimiter:
             return 0.0
         return (1.0 - bucket.tokens) / self.rate
 
-    def _forget_idle(self, now: float) -> None:
-        # A bucket that has refilled completely is the same as no bucket.
+    def _forget(self, now: float) -> None:
+        """Down to half of MAX_BUCKETS at once, so a flood of new keys costs O(1) each.
+
+        A bucket that has refilled completely is the same as no bucket; if a flood of
+        distinct keys leaves too few of those, the oldest go (a key dropped that way
+        starts again with a full burst: the limit degrades, memory stays bounded).
+        """
         full = [
             k
             for k, b in self.buckets.items()
             if b.tokens + (now - b.updated) * self.rate >= self.burst
         ]
         for key in full:
+            del self.buckets[key]
+        excess = len(self.buckets) - MAX_BUCKETS // 2
+        for key in list(itertools.islice(self.buckets, max(0, excess))):
             del self.buckets[key]
 
 
