@@ -3,11 +3,12 @@
 The service runs as its own process (`python -m phoenix_tools`), as in a pod, and
 is called over a real channel. That path is everything a caller pays: gRPC round
 trip, validation, policy, execution directory, setpriv + choom + prlimit + bwrap
-(namespaces, mounts, seccomp), output capture and audit. Two baselines:
-/usr/bin/true spawned from asyncio, and the service's own sandbox command line
-spawned directly (what bubblewrap itself costs on this kernel). The three are
-measured interleaved so machine load hits them alike. Goal: at most +5 ms at p50
-over the plain subprocess.
+(namespaces, mounts, seccomp), output capture and audit. Three baselines:
+/usr/bin/true spawned from asyncio, the service's own sandbox command line
+spawned directly (what bubblewrap itself costs on this kernel), and a second
+service with TOOLS_WARM_SANDBOXES=0 (no sandbox set up ahead of the request).
+The four are measured interleaved so machine load hits them alike. Goal: at
+most +5 ms at p50 over the plain subprocess.
 """
 
 from __future__ import annotations
@@ -61,13 +62,14 @@ def _raw_chain(root: Path) -> list[str]:
     ]
 
 
-def _start_service(root: Path) -> tuple[subprocess.Popen[bytes], int]:
+def _start_service(root: Path, *, warm: int) -> tuple[subprocess.Popen[bytes], int]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
     env = {
         **os.environ,
-        "SANDBOX_DIR": str(root / "service"),
+        "SANDBOX_DIR": str(root / f"service-warm{warm}"),
+        "TOOLS_WARM_SANDBOXES": str(warm),
         "TOOLS_GRPC_HOST": "127.0.0.1",
         "TOOLS_GRPC_PORT": str(port),
         "TOOLS_METRICS_PORT": "0",
@@ -97,23 +99,35 @@ async def _wait_serving(channel: grpc.aio.Channel, service: subprocess.Popen[byt
 
 async def _measure(root: Path) -> list[Figure]:
     raw_argv = _raw_chain(root)
-    service, port = _start_service(root)
-    samples: dict[str, list[float]] = {"plain": [], "raw": [], "grpc": []}
+    # The default service keeps warm sandboxes; the second one has none, so every
+    # command pays bwrap's namespace and mount setup as the first of a burst does.
+    warm_service, warm_port = _start_service(root, warm=2)
+    cold_service, cold_port = _start_service(root, warm=0)
+    samples: dict[str, list[float]] = {"plain": [], "raw": [], "grpc": [], "grpc_cold": []}
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            await _wait_serving(channel, service)
-            stub = tools_pb2_grpc.ToolExecutorServiceStub(channel)  # type: ignore[no-untyped-call]
+        async with (
+            grpc.aio.insecure_channel(f"127.0.0.1:{warm_port}") as warm_channel,
+            grpc.aio.insecure_channel(f"127.0.0.1:{cold_port}") as cold_channel,
+        ):
+            await _wait_serving(warm_channel, warm_service)
+            await _wait_serving(cold_channel, cold_service)
             request = tools_pb2.ExecutionRequest(twin_id="twin-aegis", command="true")
 
-            async def via_grpc() -> None:
-                reply = await stub.RequestExecution(request, timeout=30)
-                if not reply.success:
-                    raise RuntimeError(f"sandboxed true failed: {reply.message}")
+            def via(channel: grpc.aio.Channel) -> Callable[[], Awaitable[None]]:
+                stub = tools_pb2_grpc.ToolExecutorServiceStub(channel)  # type: ignore[no-untyped-call]
+
+                async def call() -> None:
+                    reply = await stub.RequestExecution(request, timeout=30)
+                    if not reply.success:
+                        raise RuntimeError(f"sandboxed true failed: {reply.message}")
+
+                return call
 
             cases: dict[str, Callable[[], Awaitable[None]]] = {
                 "plain": lambda: _spawn(["/usr/bin/true"]),
                 "raw": lambda: _spawn(raw_argv),
-                "grpc": via_grpc,
+                "grpc": via(warm_channel),
+                "grpc_cold": via(cold_channel),
             }
             for i in range(WARMUP + ITERATIONS):
                 for name, case in cases.items():
@@ -122,8 +136,9 @@ async def _measure(root: Path) -> list[Figure]:
                     if i >= WARMUP:
                         samples[name].append((time.perf_counter() - started) * 1000)
     finally:
-        service.terminate()
-        service.wait(timeout=30)
+        for service in (warm_service, cold_service):
+            service.terminate()
+            service.wait(timeout=30)
     plain, raw, grpc_p50 = (percentile(samples[k], 50) for k in ("plain", "raw", "grpc"))
     return [
         Figure(
@@ -150,6 +165,15 @@ async def _measure(root: Path) -> list[Figure]:
             baseline=raw,
             baseline_name="bare bwrap chain p50",
             goal="service adds little to bwrap",
+        ),
+        Figure(
+            area="tools",
+            name="sandboxed `true` via gRPC, warm sandbox vs none, p50",
+            value=grpc_p50,
+            unit="ms",
+            baseline=percentile(samples["grpc_cold"], 50),
+            baseline_name="TOOLS_WARM_SANDBOXES=0 p50",
+            goal="warm sandboxes cut the bwrap setup from the request path",
         ),
         Figure(
             area="tools",

@@ -303,8 +303,11 @@ class SandboxRuntime:
 
 def _exec_failure(base: ExecResult, program: str, error: int) -> ExecResult:
     """The launcher could not exec the command: the original's 127 / 126 replies."""
-    why = os.strerror(error)
-    if error == errno.ENOENT:
+    return _not_executed(base, program, os.strerror(error), missing=error == errno.ENOENT)
+
+
+def _not_executed(base: ExecResult, program: str, why: str, *, missing: bool) -> ExecResult:
+    if missing:
         line = f"Command not found: {program} ({why})"
         return replace(base, exit_code=127, stderr=[line], message=line, outcome="failed")
     line = f"Permission denied executing: {program} ({why})"
@@ -323,21 +326,11 @@ def _setup_failure(base: ExecResult, shown: str) -> ExecResult:
 
 def _bwrap_failure(base: ExecResult, stderr: bytes, shown: str) -> ExecResult:
     """bwrap ran the command itself and never reported an exit code: exec or setup failed."""
-    text = stderr.decode(errors="replace")
-    match = _EXECVP_FAILED.search(text)
-    if match and "No such file" in match["why"]:
-        line = f"Command not found: {match['prog']} ({match['why']})"
-        return replace(base, exit_code=127, stderr=[line], message=line, outcome="failed")
+    match = _EXECVP_FAILED.search(stderr.decode(errors="replace"))
     if match:
-        line = f"Permission denied executing: {match['prog']} ({match['why']})"
-        return replace(base, exit_code=126, stderr=[line], message=line, outcome="failed")
-    return replace(
-        base,
-        exit_code=1,
-        stderr=["sandbox setup failed", *base.stderr],
-        message=f"sandbox_setup_failed: bubblewrap could not start {shown!r}",
-        outcome="sandbox_error",
-    )
+        missing = "No such file" in match["why"]
+        return _not_executed(base, match["prog"], match["why"], missing=missing)
+    return _setup_failure(base, shown)
 
 
 def _truncation_note(outcome: runner.RunOutcome, out_cut: bool, err_cut: bool) -> str:
