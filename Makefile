@@ -32,17 +32,26 @@ system-deps: ## Install the system packages the tests use (bubblewrap, util-linu
 protos: deps ## Regenerate the gRPC stubs from protos/
 	PYTHON=$(PY) bash scripts/gen-protos.sh
 
-lint: deps ## ruff, ruff format, mypy --strict, import contracts
+lint: deps ## ruff (with bandit's S rules), ruff format, noqa reasons, secrets scan, mypy --strict, import contracts
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) -m scripts.check_noqa
+	$(PY) -m scripts.check_secrets
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+secrets-baseline: deps ## Refresh .secrets.baseline (keeps audit marks); then audit new entries
+	$(VENV)/bin/detect-secrets scan --baseline .secrets.baseline
+	@echo "now mark each new entry: $(VENV)/bin/detect-secrets audit .secrets.baseline"
 
 fmt: deps ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: system-deps deps lint ## Everything CI runs: lint, unit, integration and e2e tests
+audit: deps ## Known vulnerabilities in the venv (PyPI advisories) and our Go binaries (govulncheck)
+	timeout 900 $(PY) -m scripts.audit
+
+test: system-deps deps lint audit ## Everything CI runs: lint, audit, unit, integration and e2e tests
 	PY=$(PY) bash scripts/pytest.sh $(PYTEST_ARGS)
 
 test-unit: deps ## Tests that need no control plane
@@ -54,6 +63,10 @@ test-e2e: deps ## Tests on a real control plane (started unless KUBECONFIG point
 stress: deps ## The stress tests, longer than CI runs them: 30 stack cycles, 10,000 commands
 	PY=$(PY) PHOENIX_STRESS_CYCLES=30 PHOENIX_STRESS_COMMANDS=10000 PHOENIX_STRESS_SPAWNS=1000 \
 	  bash scripts/pytest.sh -m stress -s $(PYTEST_ARGS)
+
+fuzz: deps ## The edge (gRPC, HTTP, WebSocket) fuzzed longer than CI: 300 new cases per test (PHOENIX_FUZZ_EXAMPLES)
+	PY=$(PY) PHOENIX_FUZZ_PROFILE=fuzz PHOENIX_FUZZ_EXAMPLES=$${PHOENIX_FUZZ_EXAMPLES:-300} \
+	  bash scripts/pytest.sh -m fuzz --timeout=7200 -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: deps ## Benchmarks, side by side, as ratios (bench/)
 	$(PY) -m bench
@@ -103,4 +116,4 @@ clean: ## Remove the venv and local state (keeps the control-plane cache)
 	-$(MAKE) cluster-down
 	rm -rf $(VENV) .cluster .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: images kind-load help run stress deps system-deps protos lint fmt test test-unit test-e2e bench control-plane cluster-up cluster-down kind-up kind-down clean
+.PHONY: images kind-load help run stress fuzz deps system-deps protos lint secrets-baseline audit fmt test test-unit test-e2e bench control-plane cluster-up cluster-down kind-up kind-down clean

@@ -77,7 +77,7 @@ def main(argv: list[str]) -> int:
         state_dir=workdir / "state",
         ports=Ports.free(),
         cwd=workdir,
-        env={"LLM_PROVIDER": "mock", "LOG_LEVEL": "warning"},
+        env={"LLM_PROVIDER": "mock", "LOG_LEVEL": "warning", "GATEWAY_RATE_LIMIT_PER_MINUTE": "0"},
         output=lambda _: None,
     )
     stack = LocalStack(config)

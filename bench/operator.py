@@ -66,7 +66,7 @@ def _create_namespaces(kube: KubeCluster, names: list[str]) -> None:
         return kube.kubectl("get", "sa", "default", "-n", name, check=False).returncode == 0
 
     for name in names:
-        wait_for(lambda: has_default_sa(name), what=f"ServiceAccount {name}/default")  # noqa: B023
+        wait_for(lambda: has_default_sa(name), what=f"ServiceAccount {name}/default")  # noqa: B023 - name is used before the loop moves on
 
 
 def _rendered_objects(namespaces: list[str]) -> list[dict[str, Any]]:

@@ -44,7 +44,7 @@ def _get(url: str, *, timeout: float, token: str | None = None, ca: Path | None 
         ssl.create_default_context(cafile=str(ca)) if ca and url.startswith("https:") else None
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:  # noqa: S310 - as above
             return str(response.read().decode())
     except OSError as err:  # URLError, HTTPError, timeouts, refused connections
         raise CheckFailed(f"{url}: {err}") from None

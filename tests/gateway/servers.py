@@ -72,7 +72,7 @@ class FakeOrchestrator:
             return {"status": "ok"}
 
         @app.post("/chat", response_model=None)
-        async def chat(request: Request) -> JSONResponse | StreamingResponse:  # noqa: PLR0911
+        async def chat(request: Request) -> JSONResponse | StreamingResponse:  # noqa: PLR0911 - a branch per scripted message
             body = await request.json()
             self.chats.append(body)
             self.headers.append(dict(request.headers))

@@ -167,7 +167,7 @@ async def test_the_local_mode_still_refuses_a_bad_credential(local_gateway: Gate
             await ws.recv()  # a key names its twin, in this mode too
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "example.com", "::"])
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "example.com", "::"])  # noqa: S104 - the address refused
 def test_the_local_mode_refuses_to_listen_beyond_loopback(
     settings_for: Callable[..., GatewaySettings], host: str
 ) -> None:

@@ -17,7 +17,7 @@ from phoenix_common.errors import InvalidInput
 from phoenix_gateway.auth import Authenticator, Credential
 from phoenix_gateway.settings import GatewaySettings
 
-SECRET = "a-session-signing-key-of-43-characters-xyz0"
+SECRET = "a-session-signing-key-of-43-characters-xyz0"  # noqa: S105 - a test key, in no deployment
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ async def test_without_a_key_each_process_signs_with_its_own(keys_file: Path) ->
 
 def test_a_short_or_doubly_configured_key_is_refused(keys_file: Path, tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="at least 32 characters"):
-        settings(keys_file, GATEWAY_SESSION_SECRET="short")
+        settings(keys_file, GATEWAY_SESSION_SECRET="short")  # noqa: S106 - refused
     secret_file = tmp_path / "session-key"
     secret_file.write_text(SECRET)
     with pytest.raises(ValidationError, match="not both"):

@@ -159,7 +159,7 @@ def test_operator_meets_the_restricted_pod_security_standard() -> None:
         "capabilities": {"drop": ["ALL"]},
     }
     # A read-only root needs a writable /tmp.
-    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]  # noqa: S108 - asserted
     assert not pod.get("hostNetwork")
     assert not pod.get("hostPID")
 

@@ -29,7 +29,7 @@ MODES: list[tuple[Engine, Tenancy]] = [
     ("qdrant", "collection"),
     ("qdrant", "payload"),
 ]
-SECRET = "the vault combination is 31-7-42"
+SECRET = "the vault combination is 31-7-42"  # noqa: S105 - fixture text that must not leak
 
 
 @dataclass

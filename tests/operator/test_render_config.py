@@ -19,7 +19,7 @@ def test_each_component_reads_the_variables_of_the_original_system(
         "GATEWAY_PORT": "8181",
         "ORCHESTRATOR_URL": "http://alice-orchestrator:8182",
         "TELEMETRY_URL": "http://127.0.0.1:8183",
-        "TELEMETRY_HOST": "0.0.0.0",
+        "TELEMETRY_HOST": "0.0.0.0",  # noqa: S104 - asserted
         "TELEMETRY_PORT": "8183",
         "GATEWAY_API_KEYS_FILE": "/etc/phoenix/gateway-keys",
         "GATEWAY_SESSION_SECRET_FILE": "/etc/phoenix/gateway-session/session-key",

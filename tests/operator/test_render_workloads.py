@@ -79,7 +79,7 @@ def test_the_tools_pod_gets_what_bubblewrap_needs(twin: Twin, ctx: RenderContext
         "appArmorProfile": {"type": "Unconfined"},
     }
     mounts = {m["name"]: m["mountPath"] for m in tools["containers"][0]["volumeMounts"]}
-    assert mounts == {"tmp": "/tmp", "sandbox": "/sandbox", "policy": "/etc/phoenix/tools"}
+    assert mounts == {"tmp": "/tmp", "sandbox": "/sandbox", "policy": "/etc/phoenix/tools"}  # noqa: S108 - asserted
 
 
 def test_cwd_sandbox_tools_and_every_other_component_meet_restricted(

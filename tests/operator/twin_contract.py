@@ -35,7 +35,7 @@ Manifest = dict[str, Any]
 NAMESPACE_NAME = "kubernetes.io/metadata.name"
 PUBLIC_IP = "203.0.113.7"  # stands for any address outside the cluster (TEST-NET-3)
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-ANY_ADDRESS = {"0.0.0.0", "::"}  # what a listener reachable through a Service binds
+ANY_ADDRESS = {"0.0.0.0", "::"}  # noqa: S104 - what a listener reachable through a Service binds
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ async def test_requests_are_listed_by_state_newest_first_a_page_at_a_time(
         denied = (await page(client, twin_id="twin-a", state="denied")).json()
         everything = (await page(client, twin_id="twin-a", state="all")).json()
         other_twin = (await page(client, twin_id="twin-b", state="all")).json()
-        bad_token = await page(client, twin_id="twin-a", page_token="not-ours")
+        bad_token = await page(client, twin_id="twin-a", page_token="not-ours")  # noqa: S106 - a page token, not a secret
         nobody = await page(client, state="all")
         bad_state = await page(client, twin_id="twin-a", state="sideways")
     ids = [asked["request_id"] for asked in made]

@@ -160,7 +160,7 @@ def test_thousands_of_sandboxed_commands_are_all_right_and_leave_nothing_behind(
     service = psutil.Process(tools_stack.processes["tools"].pid)  # setpriv exec'd into it
     assert "phoenix_tools" in service.cmdline()
     port = tools_stack.config.ports.tools
-    rng = random.Random(11)
+    rng = random.Random(11)  # noqa: S311 - reproducible cases
     warmup = [case(i, rng) for i in range(2 * CLIENTS)]
     assert asyncio.run(_run_all(port, warmup)) == []
     ready = ToolsSettings().warm_sandboxes  # the launcher gives the service the defaults

@@ -454,7 +454,7 @@ async def test_r9_the_sandbox_dies_with_the_service(tools: Running) -> None:
         runtime.prepare()
         asyncio.run(runtime.run("twin-lab", ["/usr/bin/sleep", "{marker}"], mode="bwrap"))
     """)
-    service = subprocess.Popen([sys.executable, "-c", script])  # noqa: ASYNC220
+    service = subprocess.Popen([sys.executable, "-c", script])  # noqa: ASYNC220 - a host process outliving the test
 
     def sleeping(*, command_only: bool = False) -> list[psutil.Process]:
         found = []
@@ -502,7 +502,7 @@ async def test_r9_a_kill_while_the_chain_is_still_execing_leaves_nothing(
         runtime.choom = {str(slow_choom)!r}
         asyncio.run(runtime.run("twin-lab", ["/usr/bin/sleep", "600"], mode="bwrap"))
     """)
-    service = subprocess.Popen([sys.executable, "-c", script])  # noqa: ASYNC220
+    service = subprocess.Popen([sys.executable, "-c", script])  # noqa: ASYNC220 - a host process outliving the test
 
     def chain() -> list[int]:
         return [p for p in processes_mentioning(marker) if p != service.pid]
@@ -704,7 +704,7 @@ async def test_a3_exec_capable_flags_are_not_auto_allowed(tools: Running) -> Non
 
 async def test_a4_argv0_tricks_are_resolved_or_refused(tools: Running) -> None:
     cases = {
-        "/tmp/evil/git": "outside the read-only system tree",
+        "/tmp/evil/git": "outside the read-only system tree",  # noqa: S108 - a path refused
         "../../usr/bin/rm": "Command 'rm' is restricted",
         "/usr/bin/../bin/rm": "Command 'rm' is restricted",
         "r\u0435m": "Unicode lookalikes",

@@ -29,7 +29,7 @@ def test_original_variable_names_and_defaults() -> None:
     settings = ToolsSettings()
     assert settings.grpc_port == 50054
     assert settings.exec_timeout_ms == 10000
-    assert settings.sandbox_dir == Path("/tmp/pagi-sandbox")
+    assert settings.sandbox_dir == Path("/tmp/pagi-sandbox")  # noqa: S108 - asserted default
     assert settings.memory_grpc_addr == "127.0.0.1:50052"
     assert settings.metrics_port == 9154
     assert (settings.sandbox_uid, settings.sandbox_gid) == (65534, 65534)

@@ -274,7 +274,8 @@ def test_lookalike_and_whitespace_program_names_are_refused(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["/tmp/evil/git", "/work/git", "./git", "../work/ls", "/proc/self/exe"]
+    "name",
+    ["/tmp/evil/git", "/work/git", "./git", "../work/ls", "/proc/self/exe"],  # noqa: S108 - a path refused
 )
 def test_programs_outside_the_read_only_system_tree_are_refused(name: str) -> None:
     decision = decide("twin-aegis", name).decision

@@ -3,6 +3,9 @@
 A servicer only translates proto in, domain call, proto out; domain errors
 (``phoenix_common.errors``) become status codes here, in one place, and an
 unexpected exception becomes a generic INTERNAL while its traceback goes to the log.
+A request body that is not a valid message of the method's type (corrupt wire
+format, invalid UTF-8 in a string field) is INVALID_ARGUMENT too: grpc.aio would
+otherwise answer UNKNOWN with the decoder's exception text.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer as AsyncHealthServicer
 from grpc_reflection.v1alpha import reflection
@@ -22,6 +26,23 @@ from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from phoenix_common.errors import PhoenixError
 
 logger = logging.getLogger(__name__)
+
+
+class _Undecodable:
+    """What a request deserializer returns instead of raising on a corrupt message."""
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError:
+            return _Undecodable()
+
+    return deserialize
 
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -39,6 +60,11 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         method = handler_call_details.method
 
         async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if isinstance(request, _Undecodable):
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"the request is not a valid message for {method}: it cannot be decoded",
+                )
             try:
                 return await inner(request, context)
             except PhoenixError as err:
@@ -51,7 +77,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
         return grpc.unary_unary_rpc_method_handler(
             unary_unary,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
 

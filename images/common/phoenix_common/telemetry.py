@@ -41,7 +41,7 @@ def configure_tracing(
     provider = TracerProvider(resource=resource)
     if settings.otlp_endpoint:
         # Imported lazily: the exporter pulls in an OTLP client most runs never need.
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # noqa: PLC0415
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # noqa: PLC0415 - see the comment above
             OTLPSpanExporter,
         )
 

@@ -14,15 +14,15 @@ USAGE = "usage: phoenix-gateway [gateway|telemetry]\n"
 def _serve_gateway() -> int:
     import logging  # noqa: PLC0415 - each process imports what it needs, see above
 
-    from pydantic import ValidationError  # noqa: PLC0415
+    from pydantic import ValidationError  # noqa: PLC0415 - as above
 
-    from phoenix_common import logging as phoenix_logging  # noqa: PLC0415
-    from phoenix_common.asgi import serve  # noqa: PLC0415
-    from phoenix_common.errors import PhoenixError  # noqa: PLC0415
-    from phoenix_common.settings import config_error_message  # noqa: PLC0415
-    from phoenix_common.telemetry import configure_tracing  # noqa: PLC0415
-    from phoenix_gateway.observability import redact_server_logs  # noqa: PLC0415
-    from phoenix_gateway.settings import GatewaySettings, from_environment  # noqa: PLC0415
+    from phoenix_common import logging as phoenix_logging  # noqa: PLC0415 - as above
+    from phoenix_common.asgi import serve  # noqa: PLC0415 - as above
+    from phoenix_common.errors import PhoenixError  # noqa: PLC0415 - as above
+    from phoenix_common.settings import config_error_message  # noqa: PLC0415 - as above
+    from phoenix_common.telemetry import configure_tracing  # noqa: PLC0415 - as above
+    from phoenix_gateway.observability import redact_server_logs  # noqa: PLC0415 - as above
+    from phoenix_gateway.settings import GatewaySettings, from_environment  # noqa: PLC0415 - as above
 
     logger = logging.getLogger("phoenix_gateway")
     try:
@@ -55,7 +55,8 @@ def _serve_gateway() -> int:
         host=settings.host,
         port=settings.port,
         websockets=True,
-        ws_max_size=settings.ws_max_message_bytes,
+        # limits.EdgeLimits answers frames over the limit; this is the memory backstop (1009).
+        ws_max_size=2 * settings.ws_max_message_bytes,
     )
     return 0
 
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     if args in ([], ["gateway"]):
         return _serve_gateway()
     if args == ["telemetry"]:
-        from phoenix_gateway.telemetry.server import main as serve_telemetry  # noqa: PLC0415
+        from phoenix_gateway.telemetry.server import main as serve_telemetry  # noqa: PLC0415 - each process imports its own
 
         return serve_telemetry()
     sys.stdout.write(USAGE) if args in (["-h"], ["--help"]) else sys.stderr.write(USAGE)

@@ -15,6 +15,7 @@ from phoenix_common.errors import PhoenixError
 from phoenix_gateway import observability
 from phoenix_gateway.access import AccessPolicy
 from phoenix_gateway.auth import Authenticator
+from phoenix_gateway.limits import EdgeLimits
 from phoenix_gateway.routes import chat_ws, console, health, proxy, telemetry
 from phoenix_gateway.settings import GatewaySettings
 from phoenix_gateway.upstream import UpstreamClient
@@ -77,6 +78,8 @@ def create_app(
     async def phoenix_error(_: Request, err: PhoenixError) -> JSONResponse:
         return JSONResponse({"detail": str(err)}, status_code=err.http_status)
 
+    # Inside the metrics middleware, so a refusal (429, 413) is counted as a response too.
+    app.add_middleware(EdgeLimits, settings=settings)
     app.add_middleware(observability.MetricsMiddleware, app_name="gateway")
     if settings.cors_origins:
         app.add_middleware(

@@ -168,7 +168,7 @@ def _json_or_yaml(text: str) -> object:
         return json.loads(text)
     except json.JSONDecodeError:
         pass
-    import yaml  # noqa: PLC0415
+    import yaml  # noqa: PLC0415 - only for a YAML keys file
 
     try:
         return yaml.safe_load(text)

@@ -17,12 +17,13 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from phoenix_common.settings import CommonSettings
+from phoenix_gateway.limit_settings import EdgeLimitSettings
 
 S = TypeVar("S", bound=CommonSettings)
 MIN_SESSION_SECRET_LENGTH = 32
 
 
-class GatewaySettings(CommonSettings):
+class GatewaySettings(EdgeLimitSettings):
     """What ``phoenix-gateway`` reads from its environment (and ``.env``)."""
 
     host: str = Field("0.0.0.0", validation_alias="GATEWAY_HOST")  # noqa: S104 - a pod's edge

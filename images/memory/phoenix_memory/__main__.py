@@ -29,8 +29,8 @@ EXIT_CONFIG = 2
 async def serve(settings: MemorySettings) -> int:
     # Imported once the settings are valid: qdrant-client and ONNX Runtime take seconds to
     # import, and a configuration error should not wait for them.
-    from phoenix_memory import backup, server  # noqa: PLC0415
-    from phoenix_memory.archive import Archive  # noqa: PLC0415
+    from phoenix_memory import backup, server  # noqa: PLC0415 - after settings validate, see above
+    from phoenix_memory.archive import Archive  # noqa: PLC0415 - after settings validate, see above
 
     store = server.build_store(settings)
     try:

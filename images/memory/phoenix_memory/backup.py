@@ -68,7 +68,7 @@ async def twin_collections(store: MemoryStore, twin: TwinRef) -> list[str]:
 
 
 def _server_store(store: MemoryStore) -> QdrantServerStore:
-    from phoenix_memory.store.qdrant_server import QdrantServerStore  # noqa: PLC0415
+    from phoenix_memory.store.qdrant_server import QdrantServerStore  # noqa: PLC0415 - qdrant-client only for this backend
 
     if not isinstance(store, QdrantServerStore):
         raise TypeError(f"no backups for {store.description}")
@@ -157,7 +157,7 @@ async def restore_snapshot(
     rest_url: str, collection: str, snapshot: str, *, api_key: str | None, snapshots_dir: str
 ) -> None:
     """Recover ``collection`` from a snapshot in the server's snapshots directory."""
-    from qdrant_client import AsyncQdrantClient  # noqa: PLC0415
+    from qdrant_client import AsyncQdrantClient  # noqa: PLC0415 - qdrant-client only for this backend
 
     client = AsyncQdrantClient(url=rest_url, api_key=api_key, check_compatibility=False)
     try:

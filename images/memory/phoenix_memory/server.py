@@ -43,7 +43,7 @@ async def build_embedder(settings: MemorySettings) -> Embedder:
     """
     inner: Embedder
     if settings.embedding_provider == "openai":
-        assert settings.embedding_url is not None  # checked by MemorySettings
+        assert settings.embedding_url is not None  # noqa: S101 - narrowing: settings check it
         inner = await OpenAIEmbedder.connect(
             str(settings.embedding_url),
             model=settings.embedding_model,
@@ -73,7 +73,7 @@ def build_store(settings: MemorySettings) -> MemoryStore:
     if settings.backend == "edge":
         return EdgeStore(settings.data_dir)
     # Imported only for this backend: qdrant-client costs ~47 MiB of RSS (its models).
-    from phoenix_memory.store.qdrant_server import QdrantServerStore  # noqa: PLC0415
+    from phoenix_memory.store.qdrant_server import QdrantServerStore  # noqa: PLC0415 - only for this backend, see above
 
     return QdrantServerStore.connect(
         str(settings.qdrant_url),

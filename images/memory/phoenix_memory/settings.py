@@ -56,7 +56,7 @@ class NamespacePolicySettings(BaseModel):
 class MemorySettings(CommonSettings):
     """Everything phoenix-memory reads from the environment."""
 
-    grpc_host: str = Field("0.0.0.0", validation_alias="MEMORY_GRPC_HOST")  # noqa: S104
+    grpc_host: str = Field("0.0.0.0", validation_alias="MEMORY_GRPC_HOST")  # noqa: S104 - a pod's gRPC port
     grpc_port: int = Field(50052, ge=0, le=65535, validation_alias="MEMORY_GRPC_PORT")
     metrics_port: int = Field(9152, ge=0, le=65535, validation_alias="MEMORY_METRICS_PORT")
 

@@ -69,12 +69,12 @@ def _llm_planner(
     """The LLM planner and its client; imported only when an LLM provider is configured."""
     import httpx  # noqa: PLC0415 - the deterministic planner needs neither
 
-    from phoenix_orchestrator.planning.llm import LLMPlanner  # noqa: PLC0415
-    from phoenix_orchestrator.planning.usage import UsageMeter  # noqa: PLC0415
+    from phoenix_orchestrator.planning.llm import LLMPlanner  # noqa: PLC0415 - as httpx above
+    from phoenix_orchestrator.planning.usage import UsageMeter  # noqa: PLC0415 - as httpx above
 
     client = httpx.AsyncClient(timeout=settings.llm_timeout_seconds)
     try:
-        from opentelemetry.instrumentation.httpx import (  # noqa: PLC0415
+        from opentelemetry.instrumentation.httpx import (  # noqa: PLC0415 - as httpx above
             HTTPXClientInstrumentor,
         )
     except ImportError:  # pragma: no cover - the orchestrator extra installs it
@@ -193,13 +193,13 @@ def error_reply(status_code: int, code: str, message: str, **extra: object) -> J
 
 def install_error_handlers(app: FastAPI) -> None:
     async def phoenix_error(_: Request, err: Exception) -> Response:
-        assert isinstance(err, PhoenixError)
+        assert isinstance(err, PhoenixError)  # noqa: S101 - narrowing: the handler's class
         code = getattr(err, "code", type(err).__name__)
         actions = list(getattr(err, "actions_taken", []))
         return error_reply(err.http_status, code, str(err), actions_taken=actions)
 
     async def invalid_request(_: Request, err: Exception) -> Response:
-        assert isinstance(err, RequestValidationError)
+        assert isinstance(err, RequestValidationError)  # noqa: S101 - narrowing, as above
         details = [
             {
                 "loc": [str(part) for part in e.get("loc", ())],

@@ -294,7 +294,8 @@ class ChatService:
                 extra={"grant_id": grant_id, "twin_id": grant.twin_id, "actor": actor},
             )
         revoked = await self.grants.get(grant_id)
-        assert revoked is not None
+        if revoked is None:  # grants are never deleted, and this process is their only writer
+            raise RuntimeError(f"grant {grant_id} vanished while being revoked")
         return grant_view(revoked)
 
     # -- background work -----------------------------------------------------------

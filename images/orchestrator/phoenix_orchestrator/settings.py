@@ -44,7 +44,7 @@ def grpc_target(address: str) -> str:
 class OrchestratorSettings(CommonSettings):
     """The orchestrator's configuration; invalid values stop startup with a clear message."""
 
-    http_host: str = Field("0.0.0.0", validation_alias="ORCHESTRATOR_HTTP_HOST")  # noqa: S104
+    http_host: str = Field("0.0.0.0", validation_alias="ORCHESTRATOR_HTTP_HOST")  # noqa: S104 - a pod's port
     http_port: int = Field(8182, ge=1, le=65535, validation_alias="ORCHESTRATOR_HTTP_PORT")
 
     memory_grpc_addr: str = Field("http://127.0.0.1:50052", validation_alias="MEMORY_GRPC_ADDR")

@@ -41,9 +41,16 @@ class Captured:
         self.total += len(chunk)
 
     def lines(self) -> tuple[list[str], bool]:
-        """Lossy UTF-8 lines, at most MAX_LINES and MAX_BYTES; True if anything was cut."""
+        """Lossy UTF-8 lines, at most MAX_LINES and MAX_BYTES; True if anything was cut.
+
+        Lines end at "\n" (a "\r" before it is dropped), so that stdout_logs joined by
+        "\n", as the original's clients join them, is what the program printed.
+        str.splitlines() also split at U+0085, U+2028, form feeds and a lone "\r".
+        """
         text = bytes(self.head).decode("utf-8", errors="replace")
-        lines = text.splitlines()
+        lines = [line.removesuffix("\r") for line in text.split("\n")]
+        if lines[-1] == "":
+            lines.pop()  # the "\n" that ends the last line starts no new one
         truncated = self.total > len(self.head) or len(lines) > MAX_LINES
         return lines[:MAX_LINES], truncated
 
@@ -93,7 +100,7 @@ class Started:
     async def send(self, data: bytes) -> None:
         """Write ``data`` to the process's stdin (spawned with ``stdin_pipe``) and close it."""
         stdin = self.proc.stdin
-        assert stdin is not None, "spawned without stdin_pipe"
+        assert stdin is not None, "spawned without stdin_pipe"  # noqa: S101 - narrowing
         stdin.write(data)
         try:
             await stdin.drain()
@@ -117,8 +124,8 @@ async def start(spec: SpawnSpec, *, kill_bytes: int, stdin_pipe: bool = False) -
     )
     out, err = Captured(), Captured()
     limited = asyncio.Event()
-    assert proc.stdout is not None  # PIPE above
-    assert proc.stderr is not None
+    assert proc.stdout is not None  # noqa: S101 - narrowing: PIPE above
+    assert proc.stderr is not None  # noqa: S101 - narrowing: PIPE above
     readers = [
         asyncio.create_task(_pump(proc.stdout, out, kill_bytes, limited)),
         asyncio.create_task(_pump(proc.stderr, err, kill_bytes, limited)),
@@ -202,7 +209,7 @@ async def run(
 
 async def _exited(proc: asyncio.subprocess.Process) -> None:
     # asyncio exposes no exit event apart from wait(), which also waits for the pipes.
-    while proc.returncode is None:  # noqa: ASYNC110
+    while proc.returncode is None:  # noqa: ASYNC110 - see the comment above
         await asyncio.sleep(0.05)
 
 

@@ -193,7 +193,7 @@ class SandboxRuntime:
             child_ends.append(status_w)
             report_r: int | None = None
             if command is None:
-                assert self.python is not None
+                assert self.python is not None  # noqa: S101 - narrowing: set by prepare()
                 report_r, report_w = os.pipe()
                 ours.append(report_r)
                 child_ends.append(report_w)

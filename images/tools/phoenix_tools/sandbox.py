@@ -115,7 +115,7 @@ def bwrap_argv(
     for name in sorted(GENERATED_ETC):
         cmd += ["--ro-bind", str(layout.etc_dir / name), f"/etc/{name}"]
     cmd += [
-        "--size", str(limits.tmpfs_bytes), "--tmpfs", "/tmp",  # noqa: S108
+        "--size", str(limits.tmpfs_bytes), "--tmpfs", "/tmp",  # noqa: S108 - the sandbox's own tmpfs
         "--proc", "/proc",
         "--dev", "/dev",
         "--bind", str(layout.exec_dir), SANDBOX_HOME,

@@ -47,7 +47,7 @@ def check_probe(lines: list[str]) -> list[str]:
     return problems
 
 
-async def run_selftest(runtime: SandboxRuntime) -> tuple[SandboxMode, str]:  # noqa: PLR0911
+async def run_selftest(runtime: SandboxRuntime) -> tuple[SandboxMode, str]:  # noqa: PLR0911 - one return per mode
     """Decide the mode, store it on the runtime, and say why."""
     settings = runtime.settings
     reason = "TOOLS_USE_BWRAP is off"

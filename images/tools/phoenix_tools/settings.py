@@ -19,7 +19,7 @@ from phoenix_common.settings import CommonSettings
 class ToolsSettings(CommonSettings):
     """Everything phoenix-tools reads from the environment."""
 
-    grpc_host: str = Field("0.0.0.0", validation_alias="TOOLS_GRPC_HOST")  # noqa: S104
+    grpc_host: str = Field("0.0.0.0", validation_alias="TOOLS_GRPC_HOST")  # noqa: S104 - a pod's gRPC port
     grpc_port: int = Field(50054, ge=0, le=65535, validation_alias="TOOLS_GRPC_PORT")
     metrics_port: int = Field(9154, ge=0, le=65535, validation_alias="TOOLS_METRICS_PORT")
 

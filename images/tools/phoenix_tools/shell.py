@@ -51,7 +51,7 @@ class ShellCommand:
 
     @property
     def program(self) -> str:
-        assert self.argv[0] is not None  # guaranteed by the parser
+        assert self.argv[0] is not None  # noqa: S101 - narrowing: the parser guarantees it
         return self.argv[0]
 
 

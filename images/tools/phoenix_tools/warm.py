@@ -110,7 +110,7 @@ class Sandbox:
 
     async def wait_ready(self, timeout_s: float) -> bool:
         """Wait for the launcher's ``R``: the sandbox is fully set up. False if it died."""
-        assert self.report_r is not None, "no launcher to wait for"
+        assert self.report_r is not None, "no launcher to wait for"  # noqa: S101 - narrowing
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[bytes] = loop.create_future()
 

@@ -72,6 +72,8 @@ async def _json_object(request: Request) -> dict[str, Any]:
         body = json.loads(raw)
     except json.JSONDecodeError as err:
         raise HTTPException(status_code=422, detail=f"body is not JSON: {err.msg}") from None
+    except UnicodeDecodeError:  # json.loads decodes bytes first (found by tests/fuzz)
+        raise HTTPException(status_code=422, detail="body is not UTF-8 JSON") from None
     if not isinstance(body, dict):
         raise HTTPException(status_code=422, detail="body must be a JSON object")
     return body

@@ -73,11 +73,11 @@ class Sampler:
         """The latest point, or the first one once it is taken."""
         if self.latest is None:
             await self._tick.wait()
-        assert self.latest is not None
+        assert self.latest is not None  # noqa: S101 - type narrowing: set before the tick
         return self.latest
 
     async def next(self) -> Sample:
         """The next point taken from now on."""
         await self._tick.wait()
-        assert self.latest is not None
+        assert self.latest is not None  # noqa: S101 - type narrowing: set before the tick
         return self.latest

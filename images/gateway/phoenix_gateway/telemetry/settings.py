@@ -75,7 +75,7 @@ class TelemetrySettings:
             problems.append("  TELEMETRY_PORT: Input should be less than or equal to 65535")
         keepalive = number("TELEMETRY_KEEPALIVE_SECONDS", 10.0, minimum=0.01, integer=False)
         settings = cls(
-            host=env.get("TELEMETRY_HOST") or "0.0.0.0",  # noqa: S104
+            host=env.get("TELEMETRY_HOST") or "0.0.0.0",  # noqa: S104 - a pod's sidecar, as above
             port=port,
             interval_ms=int(number("TELEMETRY_INTERVAL_MS", 2000, minimum=50, integer=True)),
             keepalive_seconds=keepalive,

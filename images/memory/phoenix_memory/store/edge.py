@@ -209,7 +209,7 @@ class EdgeStore:
         if not memory_ids:
             return 0
         selector = to_filter(scope, model.MemoryFilter(), qe.HasIdCondition(set(memory_ids)))
-        assert selector is not None
+        assert selector is not None  # noqa: S101 - type narrowing: a has-id condition always makes a filter
         return await self._delete_matching(scope, selector, "delete")
 
     async def delete_before(self, scope: Scope, cutoff: datetime) -> int:
@@ -217,13 +217,13 @@ class EdgeStore:
             model.CREATED_AT_MS, range=qe.RangeFloat(lt=float(_millis(cutoff)))
         )
         selector = to_filter(scope, model.MemoryFilter(), older)
-        assert selector is not None
+        assert selector is not None  # noqa: S101 - type narrowing: a has-id condition always makes a filter
         return await self._delete_matching(scope, selector, "expire")
 
     async def refresh(self, scope: Scope, memory_id: str, created_at: datetime) -> bool:
         shard = await self._require(scope)
         selector = to_filter(scope, model.MemoryFilter(), qe.HasIdCondition({memory_id}))
-        assert selector is not None
+        assert selector is not None  # noqa: S101 - type narrowing: a has-id condition always makes a filter
         fields = Memory.timestamp_payload(created_at)
 
         def touch() -> bool:

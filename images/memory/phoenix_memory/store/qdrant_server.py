@@ -171,7 +171,7 @@ class QdrantServerStore:
         if not memory_ids:
             return 0
         selector = to_filter(scope, MemoryFilter(), models.HasIdCondition(has_id=list(memory_ids)))
-        assert selector is not None
+        assert selector is not None  # noqa: S101 - type narrowing: a has-id condition always makes a filter
         return await self._delete_matching(scope, selector, "delete")
 
     async def delete_before(self, scope: Scope, cutoff: datetime) -> int:
@@ -179,12 +179,12 @@ class QdrantServerStore:
             key=model.CREATED_AT_MS, range=models.Range(lt=int(cutoff.timestamp() * 1000))
         )
         selector = to_filter(scope, MemoryFilter(), older)
-        assert selector is not None
+        assert selector is not None  # noqa: S101 - type narrowing: a has-id condition always makes a filter
         return await self._delete_matching(scope, selector, "expire")
 
     async def refresh(self, scope: Scope, memory_id: str, created_at: datetime) -> bool:
         selector = to_filter(scope, MemoryFilter(), models.HasIdCondition(has_id=[memory_id]))
-        assert selector is not None
+        assert selector is not None  # noqa: S101 - type narrowing: a has-id condition always makes a filter
         with backend_errors(ENGINE, "refresh"):
             found = (
                 await self.client.count(scope.collection, count_filter=selector, exact=True)

@@ -262,7 +262,8 @@ class AgentLoop:
         }
         if isinstance(action, ActionMemory):
             return Proposal(kind="memory", query=action.details.query, **common)  # type: ignore[arg-type]
-        assert isinstance(action, ActionTool)
+        if not isinstance(action, ActionTool):  # an answer is never a proposal
+            raise TypeError(f"{action.action_type} is not a memory search or a tool call")
         return Proposal(
             kind="tool",
             tool_name=action.details.tool_name,

@@ -85,7 +85,7 @@ class TurnStore:
     @staticmethod
     def save_statement(turn: Turn) -> Statement:
         return (
-            f"INSERT INTO agent_turns ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608
+            f"INSERT INTO agent_turns ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608 - constant column list
             "ON CONFLICT (turn_id) DO UPDATE SET steps = excluded.steps, "
             "status = excluded.status, updated_at = excluded.updated_at",
             (
@@ -106,7 +106,7 @@ class TurnStore:
 
     async def get(self, turn_id: str) -> Turn | None:
         rows = await self.db.rows(
-            f"SELECT {_COLUMNS} FROM agent_turns WHERE turn_id = ?",  # noqa: S608
+            f"SELECT {_COLUMNS} FROM agent_turns WHERE turn_id = ?",  # noqa: S608 - constant column list
             (turn_id,),
         )
         return _from_row(rows[0]) if rows else None

@@ -84,7 +84,7 @@ class GrantStore:
 
     async def get(self, grant_id: str) -> SessionGrant | None:
         rows = await self.db.rows(
-            f"SELECT {_COLUMNS} FROM approval_grants WHERE grant_id = ?",  # noqa: S608
+            f"SELECT {_COLUMNS} FROM approval_grants WHERE grant_id = ?",  # noqa: S608 - constant column list
             (grant_id,),
         )
         return _from_row(rows[0]) if rows else None
@@ -92,7 +92,7 @@ class GrantStore:
     async def active(self, twin_id: str, session_id: str, tool: str) -> list[SessionGrant]:
         """The session's live grants for ``tool``, oldest first."""
         rows = await self.db.rows(
-            f"SELECT {_COLUMNS} FROM approval_grants "  # noqa: S608
+            f"SELECT {_COLUMNS} FROM approval_grants "  # noqa: S608 - constant column list
             "WHERE twin_id = ? AND session_id = ? AND tool = ? AND revoked_at IS NULL "
             "ORDER BY created_at, rowid",
             (twin_id, session_id, tool),
@@ -102,7 +102,7 @@ class GrantStore:
     async def of_session(
         self, session_id: str, twin_id: str | None, *, include_revoked: bool
     ) -> list[SessionGrant]:
-        sql = f"SELECT {_COLUMNS} FROM approval_grants WHERE session_id = ?"  # noqa: S608
+        sql = f"SELECT {_COLUMNS} FROM approval_grants WHERE session_id = ?"  # noqa: S608 - constant column list
         params: list[str] = [session_id]
         if twin_id is not None:
             sql += " AND twin_id = ?"

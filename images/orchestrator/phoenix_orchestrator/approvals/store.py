@@ -29,7 +29,7 @@ _COLUMNS = (
     "status", "decided_by", "decided_at", "approved_arguments", "approved_hash", "principal",
     "reason", "policy_rule", "on_timeout", "turn_id", "step", "grant_id", "result",
 )  # fmt: skip
-_SELECT = f"SELECT rowid, {', '.join(_COLUMNS)} FROM approval_requests"  # noqa: S608
+_SELECT = f"SELECT rowid, {', '.join(_COLUMNS)} FROM approval_requests"  # noqa: S608 - constant column list
 _JSON_COLUMNS = ("arguments", "approved_arguments")
 _TIME_COLUMNS = ("created_at", "expires_at", "decided_at")
 MAX_RESULT_CHARS = 8_000
