@@ -27,6 +27,7 @@ and ``make run`` then stop everything they started.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import secrets
@@ -89,7 +90,14 @@ class Ports:
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(free_port(), free_port(), free_port(), free_port(), free_port())
+        """Five distinct ports that were free a moment ago (all held until all are chosen)."""
+        with contextlib.ExitStack() as held:
+            ports = []
+            for _ in range(5):
+                probe = held.enter_context(socket.socket())
+                probe.bind(("127.0.0.1", 0))
+                ports.append(int(probe.getsockname()[1]))
+        return cls(*ports)
 
 
 @dataclass
@@ -265,7 +273,9 @@ class _HttpHealth:
         try:
             with urllib.request.urlopen(self.url, timeout=1.0) as reply:  # noqa: S310 - loopback
                 return bool(reply.status == 200)
-        except (urllib.error.URLError, OSError):
+        except (urllib.error.URLError, http.client.HTTPException, OSError):
+            # HTTPException: something else (e.g. a gRPC server that took the port first)
+            # answered; not healthy, and the launcher then sees the component exit.
             return False
 
     def close(self) -> None:
