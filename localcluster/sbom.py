@@ -82,4 +82,6 @@ def image_sbom(archive: Path, image: str, digest: str) -> str:
     )
     for component in sorted(components, key=lambda c: str(c.bom_ref)):
         bom.components.add(component)
+    # The image holds every component (a flat graph: no package-to-package edges are claimed).
+    bom.register_dependency(bom.metadata.component, list(components))
     return JsonV1Dot6(bom).output_as_string(indent=2)
