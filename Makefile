@@ -61,7 +61,8 @@ bench: deps ## Benchmarks, side by side, as ratios (bench/)
 IMAGE_PREFIX ?= ghcr.io/phoenixtwin/phoenix-
 IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)
 IMAGES ?=
-export IMAGE_PREFIX IMAGE_TAG
+IMAGE_BASE ?= auto
+export IMAGE_PREFIX IMAGE_TAG IMAGE_BASE
 
 images: deps ## Build the five images and the Qdrant image (cached by input hash), with SBOMs in dist/sbom/
 	$(PY) -m localcluster.images build $(IMAGES)
