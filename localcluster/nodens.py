@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -215,6 +216,8 @@ def start_holder(state: ClusterState, timeout: float) -> subprocess.Popen[bytes]
         {"node-namespaces": holder},
         Path(state.workdir) / "logs",
     )
+    state.namespaces = {ns: os.stat(f"/proc/{holder.pid}/ns/{ns}").st_ino for ns in ("net", "mnt")}
+    state.save()
     peer = ["peer", "name", names.node_veth, "netns", str(holder.pid)]
     _ip("link", "add", names.host_veth, "type", "veth", *peer)
     _ip("addr", "add", f"{addr.host_ip}/30", "dev", names.host_veth)
@@ -259,4 +262,28 @@ def host_leftovers(state: ClusterState) -> list[str]:
         f"cgroup {root / names.cgroup}" for root in hierarchies() if (root / names.cgroup).exists()
     ]
     found += [f"process {pid}" for pid in cgroup_pids(names.cgroup)]
+    found += [f"{ns} namespace held by pid {pid}" for ns, pid in _namespace_holders(state)]
+    found += _host_rules(state)
     return found
+
+
+def _namespace_holders(state: ClusterState) -> list[tuple[str, int]]:
+    """(namespace, pid) for every process still in the node's network or mount namespace."""
+    held = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        for ns, inode in state.namespaces.items():
+            with contextlib.suppress(OSError):
+                if os.stat(proc / "ns" / ns).st_ino == inode:
+                    held.append((ns, int(proc.name)))
+    return held
+
+
+def _host_rules(state: ClusterState) -> list[str]:
+    """Host iptables rules naming this cluster (the node's own rules live in its netns)."""
+    if shutil.which("iptables-save") is None or state.slot is None:
+        return []
+    dump = subprocess.run(["iptables-save"], capture_output=True, text=True, check=False).stdout
+    marks = (state.addresses.pod_cidr, state.addresses.service_cidr, state.names.bridge)
+    return [f"iptables rule {line}" for line in dump.splitlines() if any(m in line for m in marks)]

@@ -137,6 +137,8 @@ class ClusterState(BaseModel):
     pids: dict[str, int] = Field(default_factory=dict)
     # The process holding the node's network and mount namespaces (real node only).
     holder_pid: int | None = None
+    # Inodes of its network and mount namespaces, to prove after teardown that they are gone.
+    namespaces: dict[str, int] = Field(default_factory=dict)
 
     @property
     def names(self) -> Names:
