@@ -39,6 +39,7 @@ WHEELHOUSE = REPO / ".wheels"
 SBOM_DIR = REPO / "dist" / "sbom"
 DEFAULT_PYTHON_IMAGE = "python:3.11.14-slim-bookworm"
 DEBIAN_BASE = "localhost/phoenixtwin/python-base"
+IMAGE_PIP = "pip==25.3"  # the pip images/Dockerfile installs into the venv
 # Inputs of every component image, relative to the repo (directories walked).
 INPUTS = ("images", "operator", "pyproject.toml", "README.md", ".dockerignore")
 
@@ -122,6 +123,16 @@ def _run(argv: list[str], check: bool = True, **kwargs: object) -> subprocess.Co
     return result  # type: ignore[no-any-return]
 
 
+def _run_logged(argv: list[str], log: Path, cwd: Path | None = None) -> None:
+    """Run a long build with its output in ``log`` (followable while it runs)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as out:
+        result = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, check=False)
+    if result.returncode != 0:
+        tail = log.read_text()[-3000:]
+        raise procs.ClusterError(f"{' '.join(argv[:3])} … failed (full log: {log}):\n{tail}")
+
+
 def find_builder() -> Builder:
     """IMAGE_BUILDER if set, else the first of docker (with a daemon), podman, buildah."""
     wanted = os.environ.get("IMAGE_BUILDER")
@@ -196,6 +207,9 @@ def ensure_wheelhouse() -> None:
         ],
         cwd=REPO,
     )
+    for name in ("wheel", "setuptools", "pip"):
+        if not list(WHEELHOUSE.glob(f"{name}-*.whl")):
+            raise procs.ClusterError(f"pip wheel left no {name} wheel in {WHEELHOUSE}")
     for own in WHEELHOUSE.glob("phoenixtwin-*.whl"):
         own.unlink()  # the image installs the project from its sources
     stamp.touch()
@@ -267,13 +281,15 @@ def build(component: str, builder: Builder | None = None) -> Built:
     ensure_base(builder, mode, base)
     archive.parent.mkdir(parents=True, exist_ok=True)
     common = [*builder.build_args(), *_build_args(component, mode, base), "-t", image]
+    log = cache_dir() / "logs" / f"{component}.log"
     if component == "qdrant":
         with tempfile.TemporaryDirectory(prefix="phoenix-qdrant-") as context:
             shutil.copy2(qdrant_binary(), Path(context) / "qdrant")
-            _run([*common, "-f", str(QDRANT_DOCKERFILE), context])
+            _run_logged([*common, "-f", str(QDRANT_DOCKERFILE), context], log)
     else:
         ensure_wheelhouse()
-        _run([*common, "-f", str(DOCKERFILE), "--target", component, str(REPO)], cwd=REPO)
+        argv = [*common, "-f", str(DOCKERFILE), "--target", component, str(REPO)]
+        _run_logged(argv, log, cwd=REPO)
     partial = archive.with_suffix(".partial")
     partial.unlink(missing_ok=True)
     _run(builder.save(image, partial))
