@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $@
 
-system-deps: ## Install the system packages the tests use (bubblewrap, util-linux, openssl)
+system-deps: ## Install the system packages the tests, the real node and image builds use
 	bash scripts/install-system-deps.sh
 
 protos: deps ## Regenerate the gRPC stubs from protos/
