@@ -325,8 +325,16 @@ def load(state: ClusterState, components: list[str]) -> list[Built]:
     if state.node != "real" or state.node_bindir is None:
         raise procs.ClusterError("images load into a real node only (make cluster-up NODE=real)")
     built = build_all(components)
+    record = Path(state.workdir) / "node" / "imported-images"
+    done = set(record.read_text().split()) if record.exists() else set()
     for result in built:
+        if result.archive.name in done:
+            continue  # this very archive is in the node's containerd already
+        started = time.monotonic()
         node.import_image(state, Path(state.node_bindir), result.archive)
+        print(f"{result.image}: imported in {time.monotonic() - started:.0f}s", flush=True)
+        with record.open("a") as out:
+            out.write(result.archive.name + "\n")
     return built
 
 
