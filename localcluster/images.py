@@ -341,9 +341,12 @@ def load(state: ClusterState, components: list[str]) -> list[Built]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="localcluster.images", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["build", "load"])
-    parser.add_argument("components", nargs="*", choices=[[], *ALL_IMAGES], default=[])
+    parser.add_argument("components", nargs="*", metavar="IMAGE", help=", ".join(ALL_IMAGES))
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="the cluster to load into")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
+    unknown = sorted(set(args.components) - set(ALL_IMAGES))
+    if unknown:
+        parser.error(f"unknown image(s) {', '.join(unknown)}; choose from {', '.join(ALL_IMAGES)}")
     components = args.components or list(ALL_IMAGES)
     try:
         if args.command == "build":

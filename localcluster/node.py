@@ -113,6 +113,9 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.tracing.proc
     sandbox = "{addons.PAUSE_IMAGE}"
 [{runtime}]
   enable_selinux = false
+  # Never below containerd's own oom_score_adj: lowering it needs CAP_SYS_RESOURCE, which
+  # containers on these hosts lack, and runc then dies before the sandbox starts.
+  restrict_oom_score_adj = true
   [{runtime}.containerd]
     default_runtime_name = "runc"
     [{runtime}.containerd.runtimes.runc]
@@ -179,14 +182,15 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.tracing.proc
         # Read the kernel tunables, never write them: nodens shadows them with the values the
         # kubelet wants, so the host's vm.overcommit_memory and kernel.panic* stay as they are.
         "protectKernelDefaults": True,
-        # Imported images cannot be pulled again: never garbage-collect them, never evict for
-        # a disk shared with everything else on the machine.
+        # Imported images cannot be pulled again: never garbage-collect them. The disk is the
+        # whole machine's (a developer's at 99 % is common): evict only when it is really full,
+        # since disk pressure also makes the kubelet delete unused images.
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,
         "evictionHard": {
             "memory.available": "100Mi",
-            "nodefs.available": "1%",
-            "imagefs.available": "1%",
+            "nodefs.available": "256Mi",
+            "imagefs.available": "256Mi",
             "nodefs.inodesFree": "1%",
         },
         "serializeImagePulls": False,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import secrets
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,7 +19,8 @@ from tests.e2e.kube import KubeCluster, wait_for
 # environment that makes it self-sufficient (no Qdrant server, no LLM, no upstreams).
 PORTS = {"gateway": 8181, "orchestrator": 8182, "memory": 50052, "tools": 50054, "operator": 8080}
 ENV = {
-    "gateway": {"GATEWAY_API_KEYS_FILE": "/tmp/keys"},
+    # The keys directory the operator mounts from the twin's Secret (see gateway_keys).
+    "gateway": {"GATEWAY_API_KEYS_FILE": "/etc/phoenix/gateway-keys"},
     "orchestrator": {"LLM_PROVIDER": "mock", "ORCHESTRATOR_STATE_DIR": "/tmp/orchestrator"},
     "memory": {"MEMORY_BACKEND": "edge", "MEMORY_DATA_DIR": "/tmp/memory"},
     # Under the restricted security context bwrap cannot start; the cwd fallback must be
@@ -39,11 +41,26 @@ def probe(component: str) -> dict[str, Any]:
     return {"tcpSocket": {"port": port}, "periodSeconds": 2}
 
 
+def gateway_keys(namespace: str) -> dict[str, Any]:
+    """The Secret the gateway Pod mounts: twin id `smoke` with a throwaway key."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "gateway-keys", "namespace": namespace},
+        "stringData": {"smoke": secrets.token_urlsafe(24)},
+    }
+
+
 def component_pod(component: str, namespace: str, **labels: str) -> dict[str, Any]:
     """A Pod running ``component``'s image as the operator runs it: non-root, read-only root."""
     env = dict(ENV[component])
     if component == "operator":
         env["PHOENIX_OPERATOR_NAMESPACES"] = namespace
+    mounts = [{"name": "tmp", "mountPath": "/tmp"}]
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+    if component == "gateway":
+        mounts.append({"name": "keys", "mountPath": env["GATEWAY_API_KEYS_FILE"], "readOnly": True})
+        volumes.append({"name": "keys", "secret": {"secretName": "gateway-keys"}})
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -75,10 +92,10 @@ def component_pod(component: str, namespace: str, **labels: str) -> dict[str, An
                         "readOnlyRootFilesystem": True,
                         "capabilities": {"drop": ["ALL"]},
                     },
-                    "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                    "volumeMounts": mounts,
                 }
             ],
-            "volumes": [{"name": "tmp", "emptyDir": {}}],
+            "volumes": volumes,
         },
     }
 

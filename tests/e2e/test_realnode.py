@@ -24,6 +24,7 @@ from tests.e2e.realnode import (
     component_pod,
     connect_code,
     exec_in,
+    gateway_keys,
     port_forward,
     python_in,
     wait_ready,
@@ -69,6 +70,8 @@ def test_a_pod_of_each_image_becomes_ready_through_its_probe(
             "create", "clusterrolebinding", f"{smoke_namespace}-operator",
             "--clusterrole=cluster-admin", f"--serviceaccount={smoke_namespace}:operator",
         )  # fmt: skip
+    if component == "gateway":
+        loaded.apply(gateway_keys(smoke_namespace))
     loaded.apply(component_pod(component, smoke_namespace))
     seconds = wait_ready(loaded, smoke_namespace, component)
     print(f"{component}: kubectl apply -> Ready in {seconds:.1f}s")
