@@ -51,6 +51,10 @@ test-unit: deps ## Tests that need no control plane
 test-e2e: deps ## Tests on a real control plane (started unless KUBECONFIG points at a cluster)
 	PY=$(PY) ALLOW_EMPTY=1 bash scripts/pytest.sh -m e2e $(PYTEST_ARGS)
 
+stress: deps ## The stress tests, longer than CI runs them: 30 stack cycles, 10,000 commands
+	PY=$(PY) PHOENIX_STRESS_CYCLES=30 PHOENIX_STRESS_COMMANDS=10000 PHOENIX_STRESS_SPAWNS=1000 \
+	  bash scripts/pytest.sh -m stress -s $(PYTEST_ARGS)
+
 bench: deps ## Benchmarks, side by side, as ratios (bench/)
 	$(PY) -m bench
 
@@ -101,4 +105,4 @@ clean: ## Remove the venv and local state (keeps the control-plane cache)
 	-$(MAKE) cluster-down
 	rm -rf $(VENV) .cluster .wheels dist .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: images images-load kind-load help run deps system-deps protos lint fmt test test-unit test-e2e bench control-plane cluster-up cluster-down kind-up kind-down clean
+.PHONY: images images-load kind-load help run stress deps system-deps protos lint fmt test test-unit test-e2e bench control-plane cluster-up cluster-down kind-up kind-down clean

@@ -1,40 +1,51 @@
-"""Memory service: QueryMemory p50 over gRPC vs a direct query, and commits per second.
+"""Memory service benchmarks, each figure beside its baseline from the same run.
 
-Set-up: 10,000 memories written in batches straight to the storage layer (the
-edge backend on a temporary directory): 2,500 distinct texts, each embedded
-once by the real model and stored for 4 agents (twin ids), so set-up costs
-2,500 embeddings instead of 10,000. Then, alternating so both see the same
-machine load:
+1. Embedder: all-MiniLM-L6-v2 on ONNX Runtime (the service's) against the PyTorch
+   path it replaced (sentence-transformers, the reference): single-query latency
+   p50 and batch throughput (64 per call), alternating so both see the same load.
+2. The phoenix-memory process: RSS with the model loaded and 10,000 memories,
+   after queries and commits over gRPC, run as the image runs it (its env): on a
+   Qdrant server (the cluster's configuration; the real binary, QDRANT_BIN), and
+   on Qdrant Edge, where the engine and the data are in the process too.
+3. QueryMemory p50 over gRPC against embed + a direct search on the same store,
+   with where the time goes (embedding, search, exact count, the rest).
+4. Tenancy (bench/memory_tenancy.py): QueryMemory without embedding at N tenants
+   x M memories, payload against collection mode, on the embedded engine.
+5. Installed size of the ``memory`` extra against the same with sentence-transformers.
 
-- QueryMemory through a real grpc.aio server and channel (embed, search, count);
-- the same embedder plus a direct search on the same EdgeStore (the baseline).
-
-Commits per second are measured with 16 concurrent clients through gRPC, next to
-the same clients calling the Archive directly (no gRPC).
+Sizes: ``BENCH_MEMORY_TENANTS`` and ``BENCH_MEMORY_PER_TENANT`` (default 1,000 each,
+the issue's goal size; use e.g. 20 and 100 while developing).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import grpc
 
+from bench import memory_tenancy
+from bench.memory_sizes import installed_mib
 from bench.report import Figure, percentile
 from phoenix_common.naming import TwinRef
 from phoenix_common.stubs import memory_pb2, memory_pb2_grpc
 from phoenix_memory.archive import Archive
 from phoenix_memory.embed.batching import BatchingEmbedder
 from phoenix_memory.embed.local import LocalEmbedder
-from phoenix_memory.model import Memory, MemoryFilter, NewMemory
+from phoenix_memory.model import Memory, MemoryFilter
 from phoenix_memory.server import start
+from phoenix_memory.store.base import MemoryStore
 from phoenix_memory.store.edge import EdgeStore
+from phoenix_memory.store.qdrant_server import QdrantServerStore
+from tests.memory.qdrant_server import qdrant_endpoint
+from tests.memory.torch_reference import TorchEmbedder
 
 AREA = "memory"
 MEMORIES = 10_000
@@ -42,9 +53,13 @@ DISTINCT_TEXTS = 2_500
 AGENTS = 4
 SETUP_BATCH = 500
 QUERIES = 200
-COMMITS = 256
-COMMIT_CONCURRENCY = 16
+LATENCY_SAMPLES = 100
+THROUGHPUT_DOCS = 1024
 NAMESPACE = "bench"
+TWIN = TwinRef("bench", "twin")
+RSS_GOAL_MIB = 250.0
+# What the memory image sets (images/memory/Dockerfile): freed activations go back.
+IMAGE_ENV = {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=1048576", "HF_HUB_OFFLINE": "1"}
 
 SUBJECTS = ("The on-call engineer", "A customer", "The build agent", "Security", "The planner")
 EVENTS = (
@@ -71,85 +86,65 @@ def memory_text(i: int) -> str:
     return f"{subject} {event} on host {i % 211} during shift {i % 9} (ticket {i})."
 
 
-async def _run() -> list[Figure]:
-    twin = TwinRef("bench", "twin")
-    model = await LocalEmbedder.load(batch_size=64)
-    embedder = BatchingEmbedder(model, max_batch=64)
-    with tempfile.TemporaryDirectory(prefix="phoenix-memory-bench-") as tmp:
-        store = EdgeStore(Path(tmp))
-        archive = Archive(twin, store, embedder)
-        await _fill(archive)
-        direct_rate = await _commits(archive.commit)
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
 
-        server = await start(archive, heartbeat_interval_s=None)
-        try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-                stub_class: Any = memory_pb2_grpc.MemoryServiceStub
-                stub = stub_class(channel)
-                grpc_ms, direct_ms = await _queries(stub, archive)
 
-                async def commit_over_grpc(item: NewMemory) -> None:
-                    reply = await stub.CommitMemory(
-                        memory_pb2.CommitMemoryRequest(
-                            content=item.content, namespace=item.namespace, twin_id=item.twin_id
-                        )
-                    )
-                    assert reply.success
-
-                commit_rate = await _commits(commit_over_grpc)
-        finally:
-            await server.stop(0)  # closes the archive, its store and embedder
+async def _embedders(onnx: LocalEmbedder) -> list[Figure]:
+    torch = TorchEmbedder(batch_size=64)
+    docs = [memory_text(i) for i in range(THROUGHPUT_DOCS)]
+    await onnx.embed(docs[:64])
+    torch.encode(docs[:64])  # warm-up
+    onnx_ms: list[float] = []
+    torch_ms: list[float] = []
+    for i in range(LATENCY_SAMPLES):
+        text = QUESTIONS[i % len(QUESTIONS)]
+        started = time.perf_counter()
+        await onnx.embed([text])
+        onnx_ms.append(_ms(started))
+        started = time.perf_counter()
+        torch.encode([text])
+        torch_ms.append(_ms(started))
+    onnx_s = torch_s = 0.0
+    for first in range(0, THROUGHPUT_DOCS, 256):  # interleaved blocks of 256
+        block = docs[first : first + 256]
+        started = time.perf_counter()
+        for i in range(0, len(block), 64):
+            await onnx.embed(block[i : i + 64])
+        onnx_s += time.perf_counter() - started
+        started = time.perf_counter()
+        for i in range(0, len(block), 64):
+            torch.encode(block[i : i + 64])
+        torch_s += time.perf_counter() - started
     return [
         Figure(
             AREA,
-            f"QueryMemory p50, {MEMORIES} memories, edge",
-            percentile(grpc_ms, 50),
+            "embed 1 query p50, ONNX Runtime",
+            percentile(onnx_ms, 50),
             "ms",
-            baseline=percentile(direct_ms, 50),
-            baseline_name="embed+direct search",
-            goal="<= 1.2x",
+            baseline=percentile(torch_ms, 50),
+            baseline_name="PyTorch",
+            goal="<= 1x",
         ),
-        Figure(AREA, "QueryMemory p95 over gRPC", percentile(grpc_ms, 95), "ms"),
         Figure(
             AREA,
-            f"CommitMemory/s over gRPC, {COMMIT_CONCURRENCY} clients",
-            commit_rate,
-            "ops/s",
-            baseline=direct_rate,
-            baseline_name="Archive.commit (no gRPC)",
-            goal="informational",
+            "embed throughput (64/call), ONNX Runtime",
+            THROUGHPUT_DOCS / onnx_s,
+            "docs/s",
+            baseline=THROUGHPUT_DOCS / torch_s,
+            baseline_name="PyTorch",
+            goal=">= 1x",
         ),
     ]
 
 
-async def _queries(stub: Any, archive: Archive) -> tuple[list[float], list[float]]:
-    collection = archive.collection(NAMESPACE)
-    everything = MemoryFilter()
-    grpc_ms: list[float] = []
-    direct_ms: list[float] = []
-    for i in range(QUERIES + 10):  # the first 10 of each warm up
-        text = QUESTIONS[i % len(QUESTIONS)]
-        started = time.perf_counter()
-        reply = await stub.QueryMemory(
-            memory_pb2.QueryMemoryRequest(query=text, namespace=NAMESPACE, top_k=10)
-        )
-        grpc_elapsed = (time.perf_counter() - started) * 1000
-        assert len(reply.results) == 10
-        started = time.perf_counter()
-        (vector,) = await archive.embedder.embed([text])
-        hits = await archive.store.search(collection, vector, everything, 10)
-        direct_elapsed = (time.perf_counter() - started) * 1000
-        assert len(hits) == 10
-        if i >= 10:
-            grpc_ms.append(grpc_elapsed)
-            direct_ms.append(direct_elapsed)
-    return grpc_ms, direct_ms
-
-
-async def _fill(archive: Archive) -> None:
-    """MEMORIES memories: DISTINCT_TEXTS real embeddings, each stored for AGENTS twin ids."""
-    collection = archive.collection(NAMESPACE)
-    await archive.store.create_collection(collection, archive.embedder.dim)
+async def _fill(archive: Archive, *others: MemoryStore) -> None:
+    """MEMORIES memories: DISTINCT_TEXTS real embeddings, each stored for AGENTS twin ids,
+    in the archive's store and the same points in ``others``."""
+    scope = archive.scope(NAMESPACE)
+    stores = (archive.store, *others)
+    for store in stores:
+        await store.ensure(scope, archive.embedder.dim)
     created = datetime.now(UTC)
     for first in range(0, DISTINCT_TEXTS, SETUP_BATCH):
         texts = [memory_text(i) for i in range(first, min(first + SETUP_BATCH, DISTINCT_TEXTS))]
@@ -170,21 +165,155 @@ async def _fill(archive: Archive) -> None:
             for agent in range(AGENTS)
             for i, (text, vector) in enumerate(zip(texts, vectors, strict=True))
         ]
-        await archive.store.upsert(collection, points)
+        for store in stores:
+            await store.upsert(scope, points)
 
 
-async def _commits(commit: Callable[[NewMemory], Awaitable[object]]) -> float:
-    """Commits per second of COMMITS new memories from COMMIT_CONCURRENCY clients."""
-    queue = list(range(COMMITS))
+async def _queries(stub: Any, archive: Archive) -> list[Figure]:
+    scope = archive.scope(NAMESPACE)
+    everything = MemoryFilter()
+    parts = ("grpc", "direct", "embed", "search", "count")
+    samples: dict[str, list[float]] = {part: [] for part in parts}
+    for i in range(QUERIES + 10):  # the first 10 of each warm up
+        text = QUESTIONS[i % len(QUESTIONS)]
+        started = time.perf_counter()
+        reply = await stub.QueryMemory(
+            memory_pb2.QueryMemoryRequest(query=text, namespace=NAMESPACE, top_k=10)
+        )
+        grpc_ms = _ms(started)
+        assert len(reply.results) == 10
+        started = time.perf_counter()
+        (vector,) = await archive.embedder.embed([text])
+        embed_ms = _ms(started)
+        hits = await archive.store.search(scope, vector, everything, 10)
+        direct_ms = _ms(started)
+        assert len(hits) == 10
+        started = time.perf_counter()
+        await archive.store.count(scope, everything)
+        count_ms = _ms(started)
+        if i >= 10:
+            samples["grpc"].append(grpc_ms)
+            samples["direct"].append(direct_ms)
+            samples["embed"].append(embed_ms)
+            samples["search"].append(direct_ms - embed_ms)
+            samples["count"].append(count_ms)
+    p50 = {key: percentile(values, 50) for key, values in samples.items()}
+    rest = p50["grpc"] - p50["embed"] - max(p50["search"], p50["count"])
+    return [
+        Figure(
+            AREA,
+            f"QueryMemory p50, {MEMORIES} memories, edge",
+            p50["grpc"],
+            "ms",
+            baseline=p50["direct"],
+            baseline_name="embed+direct search",
+            goal="<= 1.2x",
+        ),
+        Figure(AREA, "QueryMemory p95 over gRPC", percentile(samples["grpc"], 95), "ms"),
+        Figure(AREA, "  of which: embed p50", p50["embed"], "ms"),
+        Figure(AREA, "  of which: search p50", p50["search"], "ms"),
+        Figure(AREA, "  of which: exact count p50 (beside search)", p50["count"], "ms"),
+        Figure(AREA, "  of which: gRPC, proto, validation (rest)", rest, "ms"),
+    ]
 
-    async def client() -> None:
-        while queue:
-            i = queue.pop()
-            await commit(NewMemory(NAMESPACE, f"{memory_text(i)} Follow-up {i}.", "agent-9"))
 
-    started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(COMMIT_CONCURRENCY)))
-    return COMMITS / (time.perf_counter() - started)
+def _rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) / 1024
+
+
+async def _service_rss(backend: dict[str, str]) -> float:
+    """RSS (MiB) of a real phoenix-memory on the 10,000 memories, after queries and commits."""
+    port = memory_tenancy.free_port()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("MEMORY_", "QDRANT_", "EMBEDDING_", "TWIN_"))
+    }
+    env |= IMAGE_ENV | backend
+    env |= {
+        "MEMORY_GRPC_HOST": "127.0.0.1",
+        "MEMORY_GRPC_PORT": str(port),
+        "MEMORY_METRICS_PORT": "0",
+        "TWIN_NAMESPACE": TWIN.namespace,
+        "TWIN_NAME": TWIN.name,
+        "PHOENIX_LOG_FORMAT": "text",
+    }
+    binary = Path(sys.executable).with_name("phoenix-memory")
+    process = await asyncio.create_subprocess_exec(
+        str(binary), env=env, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            await asyncio.wait_for(channel.channel_ready(), 300)
+            stub: Any = memory_pb2_grpc.MemoryServiceStub(channel)  # type: ignore[no-untyped-call]
+            for i in range(50):
+                reply = await stub.QueryMemory(
+                    memory_pb2.QueryMemoryRequest(
+                        query=QUESTIONS[i % len(QUESTIONS)], namespace=NAMESPACE
+                    ),
+                    wait_for_ready=True,
+                )
+                assert reply.total_count >= MEMORIES
+            commits = [
+                stub.CommitMemory(
+                    memory_pb2.CommitMemoryRequest(content=memory_text(i) * 4, namespace="new")
+                )
+                for i in range(64)
+            ]
+            await asyncio.gather(*commits)  # concurrent: batched long texts, the peak case
+        return _rss_mib(process.pid)
+    finally:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 30)
+
+
+async def _run() -> list[Figure]:
+    model = await LocalEmbedder.load(batch_size=64)
+    figures = await _embedders(model)
+    embedder = BatchingEmbedder(model, max_batch=64)
+    with (
+        tempfile.TemporaryDirectory(prefix="phoenix-memory-bench-") as tmp,
+        qdrant_endpoint() as qdrant,
+    ):
+        archive = Archive(TWIN, EdgeStore(Path(tmp) / "data"), embedder)
+        server_store = QdrantServerStore.connect(qdrant.grpc_url, api_key=None, timeout_s=30)
+        await _fill(archive, server_store)
+        await server_store.close()
+        server = await start(archive, heartbeat_interval_s=None)
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                stub: Any = memory_pb2_grpc.MemoryServiceStub(channel)  # type: ignore[no-untyped-call]
+                figures += await _queries(stub, archive)
+        finally:
+            await server.stop(0)  # closes the archive, its store and embedder
+        in_cluster = await _service_rss({"MEMORY_BACKEND": "qdrant", "QDRANT_URL": qdrant.grpc_url})
+        embedded = await _service_rss(
+            {"MEMORY_BACKEND": "edge", "MEMORY_DATA_DIR": str(Path(tmp) / "data")}
+        )
+        figures += [
+            Figure(
+                AREA,
+                f"phoenix-memory RSS, model + {MEMORIES} memories in Qdrant",
+                in_cluster,
+                "MiB",
+                baseline=RSS_GOAL_MIB,
+                baseline_name="goal",
+                goal="<= 1x",
+            ),
+            Figure(
+                AREA,
+                "  same, Qdrant Edge in-process (engine + data in RSS)",
+                embedded,
+                "MiB",
+                baseline=RSS_GOAL_MIB,
+                baseline_name="goal",
+                goal="informational",
+            ),
+        ]
+        figures += await memory_tenancy.run(Path(tmp) / "tenancy")
+    figures += installed_mib(AREA)
+    return figures
 
 
 def run() -> list[Figure]:

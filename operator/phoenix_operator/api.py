@@ -8,6 +8,7 @@ default existed still parses to the same spec.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -16,7 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.alias_generators import to_camel
 
 from phoenix_common.errors import InvalidInput
-from phoenix_common.naming import DEFAULT_MEMORY_NAMESPACE, TwinRef, validate_memory_namespace
+from phoenix_common.naming import (
+    DEFAULT_MEMORY_NAMESPACE,
+    Tenancy,
+    TwinRef,
+    validate_memory_namespace,
+)
 
 GROUP = "phoenixtwin.io"
 VERSION = "v1alpha1"
@@ -32,6 +38,7 @@ Component = Literal["gateway", "orchestrator", "memory", "tools"]
 COMPONENTS: tuple[Component, ...] = ("gateway", "orchestrator", "memory", "tools")
 
 ConditionType = Literal["Ready", "Progressing", "Degraded"]
+ConditionStatus = Literal["True", "False", "Unknown"]
 Phase = Literal["Pending", "Progressing", "Ready", "Degraded", "Suspended"]
 
 
@@ -84,13 +91,80 @@ class GatewaySpec(ComponentSpec):
     telemetry_url: str | None = None
 
 
+# The orchestrator's approval store is one SQLite file on its volume: one writer.
+MAX_ORCHESTRATOR_REPLICAS = 1
+
+
+class OrchestratorStorage(_Model):
+    """The orchestrator's PersistentVolumeClaim (immutable: a StatefulSet's claim template)."""
+
+    size: str = Field("1Gi", max_length=32)
+    storage_class_name: str | None = Field(None, min_length=1, max_length=253)
+
+
 class OrchestratorSpec(ComponentSpec):
-    pass
+    """``replicas`` parses up to 20 so a twin stored before the CRD's limit of 1 still reads;
+    the rendering runs at most MAX_ORCHESTRATOR_REPLICAS and the status says so."""
+
+    storage: OrchestratorStorage = OrchestratorStorage()
 
 
 class QdrantSpec(_Model):
     url: str | None = None
     api_key_secret_ref: SecretKeyRef | None = None
+    # collection: a collection per memory namespace; payload: the endpoint's shared
+    # collection, filtered by tenant. None: the operator's default for its default endpoint.
+    tenancy: Tenancy | None = None
+
+    def resolved_tenancy(self, default: Tenancy) -> Tenancy:
+        """The endpoint's mode: the spec's, else the operator's default for its own default
+        endpoint (``default``), else collection."""
+        if self.tenancy is not None:
+            return self.tenancy
+        return default if self.url is None else "collection"
+
+
+DURATION = re.compile(r"^(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?$")
+
+
+def duration_seconds(value: str) -> int:
+    """Seconds in a duration such as 30d, 12h, 1h30m or 90s; ValueError if malformed."""
+    match = DURATION.match(value)
+    if not value or match is None:
+        raise ValueError(f"{value!r} is not a duration like 30d, 12h, 1h30m or 90s")
+    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    if total <= 0:
+        raise ValueError(f"duration {value!r} must be positive")
+    return total
+
+
+class NamespacePolicySpec(_Model):
+    """Retention and near-duplicate handling of one memory namespace."""
+
+    namespace: str
+    max_age: str | None = None
+    max_count: int | None = Field(None, ge=1)
+    dedup_threshold: float | None = Field(None, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _valid(self) -> NamespacePolicySpec:
+        validate_memory_namespace(self.namespace)
+        if self.max_age is not None:
+            duration_seconds(self.max_age)
+        return self
+
+
+class BackupSpec(_Model):
+    """Scheduled snapshots of the twin's collections (collection tenancy)."""
+
+    every: str = "24h"
+    keep: int = Field(7, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _valid(self) -> BackupSpec:
+        duration_seconds(self.every)
+        return self
 
 
 class EmbeddingSpec(_Model):
@@ -112,6 +186,8 @@ class MemorySpec(ComponentSpec):
     namespaces: tuple[str, ...] = (DEFAULT_MEMORY_NAMESPACE,)
     embedding: EmbeddingSpec = EmbeddingSpec()
     reclaim_policy: Literal["Retain", "Delete"] = "Retain"
+    policies: tuple[NamespacePolicySpec, ...] = ()
+    backup: BackupSpec | None = None
 
     @model_validator(mode="after")
     def _valid_namespaces(self) -> MemorySpec:
@@ -119,6 +195,14 @@ class MemorySpec(ComponentSpec):
             validate_memory_namespace(namespace)
         if len(set(self.namespaces)) != len(self.namespaces):
             raise ValueError(f"memory.namespaces must be unique, got {list(self.namespaces)}")
+        named = [policy.namespace for policy in self.policies]
+        if len(set(named)) != len(named):
+            raise ValueError(f"memory.policies name a namespace twice: {named}")
+        if self.backup is not None and self.qdrant.tenancy == "payload":
+            raise ValueError(
+                "memory.backup needs collection tenancy: a shared collection holds other "
+                "tenants and is backed up where that Qdrant is run"
+            )
         return self
 
 
@@ -216,3 +300,65 @@ class Twin:
         )
         _ = twin.ref  # validates namespace and name as DNS labels
         return twin
+
+
+# --------------------------------------------------------------------------- status
+
+
+class _StatusModel(BaseModel):
+    """Status parts: camelCase on the wire, exactly the fields the CRD's status schema declares."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore"
+    )
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON the API server stores (aliases, optional fields left out when unset)."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class Condition(_StatusModel):
+    """A kstatus condition; ``lastTransitionTime`` moves only when ``status`` does."""
+
+    type: ConditionType
+    status: ConditionStatus
+    reason: str
+    message: str
+    observed_generation: int
+    last_transition_time: str | None = None
+
+
+class ComponentStatus(_StatusModel):
+    """One component's rollout, read from its Deployment."""
+
+    ready: bool
+    replicas: int
+    ready_replicas: int
+    updated_replicas: int
+    config_hash: str | None = None
+
+
+class TwinStatus(_StatusModel):
+    """``status`` of a PhoenixTwin; phoenix-operator is its only writer."""
+
+    observed_generation: int = 0
+    phase: Phase = "Pending"
+    components_ready: str = f"0/{len(COMPONENTS)}"
+    components: dict[Component, ComponentStatus] = Field(default_factory=dict)
+    collections: tuple[str, ...] = ()
+    conditions: tuple[Condition, ...] = ()
+    gateway_api_key_secret: str | None = None
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> TwinStatus | None:
+        """The status stored on a twin, or None when there is none (or it is not ours)."""
+        raw = body.get("status")
+        if not raw:
+            return None
+        try:
+            return cls.model_validate(raw)
+        except ValidationError:
+            return None
+
+    def condition(self, kind: ConditionType) -> Condition | None:
+        return next((c for c in self.conditions if c.type == kind), None)

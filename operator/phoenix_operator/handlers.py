@@ -1,13 +1,15 @@
-"""kopf handlers: each one feeds the cache and calls the reconciler; nothing else lives here.
+"""kopf handlers: module-level, small, each one hands a twin to the ReconcileQueue.
 
-Triggers, all running the same level-based reconcile:
-
-- the twin's create/update/resume (kopf change handlers: TemporaryError backoff
-  while Qdrant is unreachable);
-- any watch event of a labelled child (deleted or edited children come back
-  within a second; a Deployment's status change updates the twin's status);
-- a periodic resync of every twin (``PHOENIX_OPERATOR_RESYNC_SECONDS``), which
-  writes nothing while twins are converged.
+- Two indices (``twins``, ``children``) hold what the watches saw. kopf lists every
+  indexed kind completely before it runs any other handler, so after a restart no
+  twin is ever compared against a partial view of its children.
+- The twin's resume/create/update handlers wait for the reconcile's result (kopf
+  retries them with backoff while Qdrant or the API server fails).
+- A child's watch event requests a reconcile of its twin unless it is the echo of
+  the operator's own write; requests for a waiting twin coalesce, so a burst of
+  events costs one reconcile.
+- ``resync``, a kopf timer per twin, re-checks it every ``PHOENIX_OPERATOR_RESYNC_SECONDS``
+  (no render and no write while converged).
 
 The finalizer ``phoenixtwin.io/finalizer`` is only put on twins whose
 ``memory.reclaimPolicy`` is Delete (the only ones with cleanup to do), so
@@ -17,10 +19,11 @@ deleting any other twin never waits for the operator.
 from __future__ import annotations
 
 import asyncio
-import ctypes
+import dataclasses
 import logging
-from dataclasses import dataclass, field
-from typing import Any, cast
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import kopf
 
@@ -28,9 +31,12 @@ from phoenix_common.errors import DependencyUnavailable
 from phoenix_common.metrics import serve_metrics
 from phoenix_operator import kube, metrics, naming
 from phoenix_operator.api import FINALIZER, GROUP, PLURAL, VERSION
-from phoenix_operator.reconcile.cache import Cache, TwinKey
+from phoenix_operator.reconcile import children
+from phoenix_operator.reconcile.children import LiveChild, TwinKey
+from phoenix_operator.reconcile.collections import Collections
 from phoenix_operator.reconcile.qdrant import QdrantConnector
-from phoenix_operator.reconcile.twins import Outcome, Reconciler
+from phoenix_operator.reconcile.queue import ReconcileQueue
+from phoenix_operator.reconcile.twins import Reconciler
 from phoenix_operator.render.common import RenderContext
 from phoenix_operator.settings import OperatorSettings
 
@@ -42,10 +48,249 @@ CHILD_RESOURCES = (
     ("", "v1", "secrets"),
     ("", "v1", "services"),
     ("apps", "v1", "deployments"),
+    ("apps", "v1", "statefulsets"),
     ("policy", "v1", "poddisruptionbudgets"),
     ("networking.k8s.io", "v1", "networkpolicies"),
 )
-MAX_RETRY_DELAY = 300.0
+MANAGED = {naming.MANAGED_BY_LABEL: naming.MANAGER}
+
+
+@dataclass(frozen=True)
+class IndexView:
+    """The reconciler's ClusterView on kopf's two indices (captured at start-up)."""
+
+    twin_index: kopf.Index[TwinKey, dict[str, Any]]
+    child_index: kopf.Index[TwinKey, LiveChild]
+
+    def twin(self, key: TwinKey) -> Mapping[str, Any] | None:
+        found = self.twin_index.get(key)
+        return next(iter(found), None) if found else None
+
+    def children(self, key: TwinKey) -> Sequence[LiveChild]:
+        found = self.child_index.get(key)
+        return list(found) if found else []
+
+
+@dataclass
+class Operator:
+    """What the handlers share, kept in kopf's ``memo``: built on start-up, closed on cleanup."""
+
+    settings: OperatorSettings
+    client: kube.LightkubeClient
+    reconciler: Reconciler
+    queue: ReconcileQueue
+
+
+def _key(body: Mapping[str, Any]) -> TwinKey:
+    meta = body["metadata"]
+    return str(meta["namespace"]), str(meta["name"])
+
+
+def _operator(memo: kopf.Memo) -> Operator:
+    operator = memo.get("operator")
+    if not isinstance(operator, Operator):
+        raise kopf.TemporaryError("the operator is still starting", delay=1)
+    return operator
+
+
+# ---------------------------------------------------------------------- indices
+
+
+async def twins(body: kopf.Body, **_: Any) -> Any:
+    """Index ``twins``: (namespace, name) -> the twin (without managedFields)."""
+    compact = {k: v for k, v in body.items() if k != "metadata"}
+    compact["metadata"] = {k: v for k, v in body["metadata"].items() if k != "managedFields"}
+    return {_key(body): compact}
+
+
+async def children_index(body: kopf.Body, **_: Any) -> Any:
+    """Index ``children``: (namespace, twin) -> each labelled child, compacted (LiveChild)."""
+    twin = children.twin_of(body)
+    if twin is None:
+        return None
+    return {twin: children.live_child(body)}
+
+
+# ---------------------------------------------------------------------- lifecycle
+
+
+async def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | None:
+    return await kube.kopf_credentials(settings)
+
+
+def start_operator(
+    settings: OperatorSettings,
+    view: IndexView,
+    client: kube.LightkubeClient,
+) -> Operator:
+    """Wire the reconciler and its queue (separate from kopf for tests and embedding)."""
+    connector = QdrantConnector(
+        default_url=settings.default_qdrant_url,
+        default_api_key=(
+            settings.default_qdrant_api_key.get_secret_value()
+            if settings.default_qdrant_api_key
+            else None
+        ),
+        local_path=settings.qdrant_local_path,
+        timeout=settings.qdrant_timeout_seconds,
+        default_tenancy=settings.default_qdrant_tenancy,
+    )
+    reconciler = Reconciler(
+        view,
+        client,
+        Collections(
+            client,
+            connector,
+            retry_seconds=settings.qdrant_retry_seconds,
+            reclaim_max_attempts=settings.reclaim_max_attempts,
+        ),
+        RenderContext(
+            image_prefix=settings.image_prefix,
+            image_tag=settings.image_tag,
+            default_qdrant_url=settings.default_qdrant_url,
+            default_qdrant_tenancy=settings.default_qdrant_tenancy,
+        ),
+    )
+    queue = ReconcileQueue(reconciler.reconcile, workers=settings.max_concurrent_reconciles)
+    queue.start()
+    return Operator(settings, client, reconciler, queue)
+
+
+async def startup(memo: kopf.Memo, **kwargs: Any) -> None:
+    settings: OperatorSettings = memo["settings"]
+    serve_metrics(settings.metrics_port)
+    client = kube.LightkubeClient.from_environment(
+        timeout=settings.request_timeout_seconds, attempts=settings.write_attempts
+    )
+    view = IndexView(twin_index=kwargs["twins"], child_index=kwargs["children"])
+    memo["operator"] = start_operator(settings, view, client)
+
+
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    operator = memo.get("operator")
+    if isinstance(operator, Operator):
+        await operator.queue.stop()
+        await operator.client.close()
+
+
+def twin_count(memo: kopf.Memo, **_: Any) -> int:
+    operator = memo.get("operator")
+    return len(operator.reconciler) if isinstance(operator, Operator) else 0
+
+
+# ---------------------------------------------------------------------- twins
+
+
+async def reconcile_twin(body: kopf.Body, reason: str, memo: kopf.Memo, **_: Any) -> None:
+    """create / update / resume: reconcile now; retry with backoff while a dependency fails."""
+    operator = _operator(memo)
+    result = await operator.queue.reconcile(_key(body), str(reason))  # it posts the events
+    if result.retry_after is not None:
+        state = operator.reconciler.state(_key(body))
+        reasons = ", ".join(p.reason for p in state.problems.values()) if state else "failure"
+        delay = result.retry_after
+        raise kopf.TemporaryError(f"{reasons}; retrying in {delay:.0f}s", delay=delay)
+
+
+async def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """The periodic level check (a kopf timer): queue the twin; no write while converged."""
+    key = _key(body)
+    operator = _operator(memo)
+    current = operator.reconciler.view.twin(key)
+    if current is None or current["metadata"].get("uid") != body["metadata"].get("uid"):
+        # The twin is gone (deleted without a finalizer, so kopf never stops this timer).
+        raise asyncio.CancelledError
+    operator.queue.request(key, "resync")
+
+
+async def twin_deleted(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Forget a deleted twin's state (its children go through KCM's garbage collector)."""
+    if type == "DELETED":
+        operator = memo.get("operator")
+        if isinstance(operator, Operator):
+            operator.reconciler.forget(_key(body))
+
+
+async def reclaim(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
+    """on.delete of twins with reclaimPolicy Delete: remove their collections, boundedly."""
+    operator = _operator(memo)
+    try:
+        result = await operator.reconciler.collections.reclaim(dict(body), retry)
+    except DependencyUnavailable as err:
+        delay = min(300.0, operator.settings.qdrant_retry_seconds / 6 * 2 ** min(retry, 10))
+        raise kopf.TemporaryError(f"{err}; retrying in {delay:.0f}s", delay=delay) from None
+    await operator.reconciler.post(body, result.events)
+
+
+def _reclaims(spec: kopf.Spec, **_: Any) -> bool:
+    return bool((spec.get("memory") or {}).get("reclaimPolicy") == "Delete")
+
+
+# ---------------------------------------------------------------------- children
+
+
+async def child_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A labelled child changed: reconcile its twin unless this is our own write's echo."""
+    twin = children.twin_of(body)
+    operator = memo.get("operator")
+    if twin is None or not isinstance(operator, Operator):
+        return
+    state = operator.reconciler.state(twin)
+    if state is None:  # not reconciled in this process yet: its resume handler will
+        return
+    child = children.live_child(body)
+    deleted = type == "DELETED"
+    state.seen(child.key, child.revision, deleted=deleted)
+    echo = not deleted and state.verified.get(child.key) == child.digest
+    if echo and child.rollout is None:  # a workload's status still feeds the twin's
+        return
+    if operator.queue.request(twin, "child", settle=operator.settings.child_settle_seconds):
+        metrics.CHILD_EVENTS.labels(result="queued").inc()
+    else:
+        metrics.CHILD_EVENTS.labels(result="coalesced").inc()
+
+
+# ---------------------------------------------------------------------- registration
+
+
+def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
+    """Register the module's handlers; intervals and limits come from ``settings``."""
+    kopf.on.login(registry=registry)(login)
+    kopf.on.startup(registry=registry)(startup)
+    kopf.on.cleanup(registry=registry)(cleanup)
+    kopf.on.probe(id="twins", registry=registry)(twin_count)
+    kopf.index(GROUP, VERSION, PLURAL, id="twins", registry=registry)(twins)
+    for group, version, plural in CHILD_RESOURCES:
+        kopf.index(group, version, plural, id="children", labels=MANAGED, registry=registry)(
+            children_index
+        )
+        kopf.on.event(
+            group, version, plural, id=f"child-{plural}", labels=MANAGED, registry=registry
+        )(child_changed)
+    for decorate in (kopf.on.resume, kopf.on.create, kopf.on.update):
+        decorate(GROUP, VERSION, PLURAL, id="reconcile", backoff=5, registry=registry)(
+            reconcile_twin
+        )
+    kopf.on.event(GROUP, VERSION, PLURAL, id="forget", registry=registry)(twin_deleted)
+    kopf.on.delete(
+        GROUP, VERSION, PLURAL, id="reclaim", when=_reclaims, backoff=5, registry=registry
+    )(reclaim)
+    kopf.timer(
+        GROUP, VERSION, PLURAL, id="resync",
+        interval=settings.resync_seconds, initial_delay=settings.resync_seconds, registry=registry,
+    )(resync)  # fmt: skip
+    _timers_without_finalizer(registry)
+
+
+def _timers_without_finalizer(registry: kopf.OperatorRegistry) -> None:
+    """kopf puts a finalizer on every object with a timer, so that it can stop the timer
+    before the object goes. Here that would make deleting *any* twin wait for a running
+    operator; the resync timer instead ends itself when its twin is gone (``resync``),
+    and only ``reclaimPolicy: Delete`` twins carry the finalizer (for their on.delete)."""
+    spawning = registry._spawning
+    spawning._handlers[:] = [
+        dataclasses.replace(h, requires_finalizer=False) for h in spawning._handlers
+    ]
 
 
 def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
@@ -60,208 +305,16 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     config.posting.reporting_component = naming.MANAGER
     config.watching.server_timeout = 300
     config.watching.client_timeout = 310
-    # Watch only our own children: the API server filters, kopf never sees other Secrets.
+    # Paginated initial lists: 20 children per twin make big first pages at 1,000 twins.
+    config.watching.chunk_size = settings.list_chunk_size
+    # Watch only our own children (the API server filters; kopf never sees other Secrets),
+    # and only this replica's shard of the twins when a selector is set.
     for group, _version, plural in CHILD_RESOURCES:
         config.watching.label_selectors[(group or "v1", plural)] = (
             f"{naming.MANAGED_BY_LABEL}={naming.MANAGER}"
         )
+    if settings.twin_selector:
+        config.watching.label_selectors[(GROUP, PLURAL)] = settings.twin_selector
     if settings.peering:
         config.peering.name = settings.peering
     return config
-
-
-def backoff(base: float, retry: int) -> float:
-    """Exponential retry delay for the ``retry``-th retry, capped at five minutes."""
-    return float(min(MAX_RETRY_DELAY, base * 2 ** min(retry, 10)))
-
-
-def credentials(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo | None:
-    """kopf's own login (the pod's service account, else KUBECONFIG), shared with kube.Kube."""
-    return kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
-        settings=settings
-    )
-
-
-def _key(body: kopf.Body | dict[str, Any]) -> TwinKey:
-    meta = body["metadata"]
-    return str(meta["namespace"]), str(meta["name"])
-
-
-def _reclaims(spec: kopf.Spec, **_: Any) -> bool:
-    return bool((spec.get("memory") or {}).get("reclaimPolicy") == "Delete")
-
-
-@dataclass
-class State:
-    """What the handlers share: built in on.startup, torn down in on.cleanup."""
-
-    settings: OperatorSettings
-    cache: Cache = field(default_factory=Cache)
-    reconciler: Reconciler | None = None
-    resync: asyncio.Task[None] | None = None
-
-    def require(self) -> Reconciler:
-        if self.reconciler is None:
-            raise kopf.TemporaryError("the operator is still starting", delay=1)
-        return self.reconciler
-
-
-def post(body: dict[str, Any] | kopf.Body, outcome: Outcome) -> None:
-    """Post the outcome's events on the twin (kopf sends them in the background)."""
-    target = body if isinstance(body, kopf.Body) else kopf.Body(cast(kopf.RawBody, body))
-    for event in outcome.events:
-        try:
-            kopf.event(target, type=event.type, reason=event.reason, message=event.message)
-        except LookupError:  # outside kopf's context (shutting down): the log line must do
-            logger.info("event not posted", extra={"reason": event.reason})
-
-
-def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> State:
-    """Register every handler on ``registry``; return their shared state."""
-    state = State(settings)
-
-    @kopf.on.login(registry=registry)
-    def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | None:
-        return credentials(settings)
-
-    @kopf.on.startup(registry=registry)
-    async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
-        serve_metrics(state.settings.metrics_port)
-        info = credentials(settings)
-        if info is None:
-            raise kopf.PermanentError("no credentials: neither in a pod nor a KUBECONFIG")
-        client = kube.Kube(info, timeout=state.settings.request_timeout_seconds)
-        state.reconciler = Reconciler(
-            client,
-            QdrantConnector(
-                default_url=state.settings.default_qdrant_url,
-                default_api_key=(
-                    state.settings.default_qdrant_api_key.get_secret_value()
-                    if state.settings.default_qdrant_api_key
-                    else None
-                ),
-                local_path=state.settings.qdrant_local_path,
-                timeout=state.settings.qdrant_timeout_seconds,
-            ),
-            RenderContext(
-                image_prefix=state.settings.image_prefix,
-                image_tag=state.settings.image_tag,
-                default_qdrant_url=state.settings.default_qdrant_url,
-            ),
-            state.cache,
-            qdrant_retry_seconds=state.settings.qdrant_retry_seconds,
-            reclaim_max_attempts=state.settings.reclaim_max_attempts,
-            max_concurrent=state.settings.max_concurrent_reconciles,
-        )
-        state.resync = asyncio.create_task(resync_forever(state))
-
-    @kopf.on.cleanup(registry=registry)
-    async def stop(**_: Any) -> None:
-        if state.resync is not None:
-            state.resync.cancel()
-        if state.reconciler is not None:
-            await state.reconciler.kube.close()
-
-    @kopf.on.probe(id="twins", registry=registry)
-    def twin_count(**_: Any) -> int:
-        return len(state.cache.twins)
-
-    @kopf.on.event(GROUP, VERSION, PLURAL, id="twin-cache", registry=registry)
-    async def twin_event(type: str | None, body: kopf.Body, **_: Any) -> None:
-        if type == "DELETED":
-            if state.reconciler is not None:
-                state.reconciler.forget(_key(body))
-            return
-        state.cache.put_twin(body)
-
-    @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile", backoff=5, registry=registry)
-    @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile", backoff=5, registry=registry)
-    @kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile", backoff=5, registry=registry)
-    async def reconcile_twin(
-        body: kopf.Body, reason: str, retry: int, logger: kopf.Logger, **_: Any
-    ) -> None:
-        reconciler = state.require()
-        state.cache.put_twin(body)
-        outcome = await reconciler.reconcile(
-            _key(body), trigger=str(reason), qdrant=True, refresh=str(reason) == "resume"
-        )
-        post(body, outcome)
-        if outcome.retry_after is not None:
-            delay = backoff(outcome.retry_after, retry)
-            raise kopf.TemporaryError(f"Qdrant unreachable; retrying in {delay:.0f}s", delay=delay)
-
-    @kopf.on.delete(
-        GROUP, VERSION, PLURAL, id="reclaim", when=_reclaims, backoff=5, registry=registry
-    )
-    async def reclaim(body: kopf.Body, retry: int, **_: Any) -> None:
-        try:
-            outcome = await state.require().finalize(dict(body), retry)
-        except DependencyUnavailable as err:
-            delay = backoff(settings.qdrant_retry_seconds / 6, retry)
-            raise kopf.TemporaryError(f"{err}; retrying in {delay:.0f}s", delay=delay) from None
-        post(body, outcome)
-
-    for group, version, plural in CHILD_RESOURCES:
-
-        @kopf.on.event(
-            group,
-            version,
-            plural,
-            id=f"child-{plural}",
-            labels={naming.MANAGED_BY_LABEL: naming.MANAGER},
-            registry=registry,
-        )
-        async def child_event(type: str | None, body: kopf.Body, **_: Any) -> None:
-            deleted = type == "DELETED"
-            key = state.cache.drop_child(body) if deleted else state.cache.put_child(body)
-            if key is None or key not in state.cache.twins or state.reconciler is None:
-                return
-            try:
-                outcome = await state.reconciler.reconcile(key, trigger="child", qdrant=False)
-            except (kube.KubeError, DependencyUnavailable) as err:
-                logger.warning("child-triggered reconcile failed", extra={"error": str(err)})
-                return
-            post(state.cache.twins.get(key, {}), outcome)
-
-    return state
-
-
-async def resync_forever(state: State) -> None:
-    """Re-check every known twin each interval (level-based safety net; no writes if converged)."""
-    limit = asyncio.Semaphore(8)
-
-    async def one(key: TwinKey) -> None:
-        reconciler = state.require()
-        async with limit:
-            try:
-                outcome = await reconciler.reconcile(key, trigger="resync", qdrant=True)
-            except kube.KubeError as err:
-                logger.warning("resync failed", extra={"twin": "/".join(key), "error": str(err)})
-                return
-            except Exception:  # one twin's bug must not end the resync of all the others
-                metrics.ERRORS.labels(reason="ResyncCrashed").inc()
-                logger.exception("resync of a twin crashed", extra={"twin": "/".join(key)})
-                return
-        body = state.cache.twins.get(key)
-        if body is not None:
-            post(body, outcome)
-
-    while True:
-        await asyncio.sleep(state.settings.resync_seconds)
-        phases: dict[str, int] = {}
-        for body in state.cache.twins.values():
-            phase = str((body.get("status") or {}).get("phase", "Pending"))
-            phases[phase] = phases.get(phase, 0) + 1
-        for phase in ("Pending", "Progressing", "Ready", "Degraded", "Suspended"):
-            metrics.TWINS.labels(phase=phase).set(phases.get(phase, 0))
-        await asyncio.gather(*(one(key) for key in list(state.cache.twins)))
-        release_memory()
-
-
-def release_memory() -> None:
-    """Hand freed heap back to the OS (glibc keeps it after a burst of reconciles)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc: nothing to do
-        return
-    libc.malloc_trim(0)

@@ -1,37 +1,62 @@
-"""The only module that calls the Kubernetes API (kopf's own watching aside).
+"""The only module that calls the Kubernetes API (kopf's own watching aside), through lightkube.
 
-Children are written with server-side apply under one field manager, with
-``force=true``: the operator owns every field it renders, and takes it back if
-someone else changed it. Every write is counted (``phoenix_operator_api_writes_total``).
+Children are written with server-side apply under one field manager with
+``force=true``: the operator owns every field it renders and takes it back if
+someone else changed it. Every write is counted
+(``phoenix_operator_api_writes_total``) and retried on transient failures
+(429 with its Retry-After, 5xx, connection errors) with exponential backoff;
+what still fails surfaces as a ``KubeError`` the reconciler turns into a
+Degraded condition.
+
+Why lightkube (figures in docs/operator.md): typed, lazily imported resource
+classes (+6 MiB and ~0.5 s at import, against +37 MiB / ~2 s for
+kubernetes_asyncio and +19 MiB / ~1.6 s for kr8s), server-side apply with field
+manager, force and dry-run, paginated lists, exec-plugin credentials (EKS, GKE,
+AKS, OIDC through kubelogin) with re-login on 401, and rotating service-account
+tokens re-read on 401. It does not retry, hence the tenacity policy here.
 """
 
 from __future__ import annotations
 
-import json
-import time
-from pathlib import Path
-from typing import Any
+import datetime as dt
+import email.utils
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
-import aiohttp
+import httpx2
 import kopf
+from lightkube import ApiError, AsyncClient
+from lightkube.config.client_adapter import ExecAuth
+from lightkube.config.kubeconfig import KubeConfig
+from lightkube.core.exceptions import ConfigError
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.resources.apps_v1 import Deployment, StatefulSet
+from lightkube.resources.core_v1 import ConfigMap, Event, Secret, Service, ServiceAccount
+from lightkube.resources.networking_v1 import NetworkPolicy
+from lightkube.resources.policy_v1 import PodDisruptionBudget
+from lightkube.types import CascadeType, PatchType
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from phoenix_operator import metrics
-from phoenix_operator.api import API_VERSION, PLURAL
+from phoenix_operator.api import GROUP, KIND, PLURAL, VERSION
 from phoenix_operator.naming import MANAGER
 
-# (apiVersion, kind) -> plural; every kind a twin owns, plus the twin itself.
-PLURALS: dict[tuple[str, str], str] = {
-    ("v1", "ServiceAccount"): "serviceaccounts",
-    ("v1", "ConfigMap"): "configmaps",
-    ("v1", "Secret"): "secrets",
-    ("v1", "Service"): "services",
-    ("apps/v1", "Deployment"): "deployments",
-    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
-    ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies",
-    (API_VERSION, "PhoenixTwin"): PLURAL,
+Manifest = dict[str, Any]
+T = TypeVar("T")
+
+PhoenixTwinResource = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
+RESOURCES: dict[tuple[str, str], Any] = {
+    ("v1", "ServiceAccount"): ServiceAccount,
+    ("v1", "ConfigMap"): ConfigMap,
+    ("v1", "Secret"): Secret,
+    ("v1", "Service"): Service,
+    ("apps/v1", "Deployment"): Deployment,
+    ("apps/v1", "StatefulSet"): StatefulSet,
+    ("policy/v1", "PodDisruptionBudget"): PodDisruptionBudget,
+    ("networking.k8s.io/v1", "NetworkPolicy"): NetworkPolicy,
 }
-APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
-MERGE_CONTENT_TYPE = "application/merge-patch+json"
+TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
+MAX_RETRY_AFTER = 30.0
 
 
 class KubeError(Exception):
@@ -41,140 +66,235 @@ class KubeError(Exception):
         super().__init__(message)
         self.status = status
 
+    @property
+    def namespace_terminating(self) -> bool:
+        """The namespace is being deleted: nothing to repair, everything is going away."""
+        return self.status == 403 and "being terminated" in str(self)
 
-def _message(text: str, reason: str | None) -> str:
+
+class KubeClient(Protocol):
+    """What the reconciler needs from the API server (tests substitute an in-memory one)."""
+
+    async def apply(self, manifest: Manifest) -> Manifest:
+        """Server-side apply as the operator's field manager, forcing conflicts."""
+
+    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Manifest | None:
+        """One object, or None when it does not exist."""
+
+    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        """Delete a child; already gone counts as done."""
+
+    async def patch_twin_status(self, namespace: str, name: str, status: Manifest) -> None:
+        """Merge-patch a twin's status subresource (the operator is its only writer)."""
+
+    async def post_event(self, event: Manifest) -> None:
+        """Create a core/v1 Event (see ``event_for``)."""
+
+
+def event_for(twin: Manifest, type_: str, reason: str, message: str, now: dt.datetime) -> Manifest:
+    """A core/v1 Event about ``twin``, as kubectl describe and dashboards read them."""
+    meta = twin["metadata"]
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KIND,
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta.get("uid"),
+        },
+        "type": type_,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": MANAGER},
+        "reportingComponent": MANAGER,
+        "reportingInstance": MANAGER,
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }
+
+
+def _transient(err: BaseException) -> bool:
+    if isinstance(err, ApiError):
+        return err.response is not None and err.response.status_code in TRANSIENT_STATUS
+    return isinstance(err, httpx2.TransportError)
+
+
+def retry_after(err: BaseException | None) -> float | None:
+    """Seconds the server asked to wait (Retry-After, in seconds or as an HTTP date)."""
+    if not isinstance(err, ApiError) or err.response is None:
+        return None
+    value = err.response.headers.get("Retry-After")
+    if not value:
+        return None
     try:
-        return str(json.loads(text).get("message") or reason)
-    except (TypeError, ValueError, AttributeError):
-        return str(reason or text[:200])
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
 
 
-def path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
-    plural = PLURALS[(api_version, kind)]
-    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    collection = f"{prefix}/namespaces/{namespace}/{plural}"
-    return collection if name is None else f"{collection}/{name}"
+class Backoff:
+    """Exponential backoff (base, 2 x base, ... capped), or the server's Retry-After when given."""
+
+    def __init__(self, base: float, cap: float) -> None:
+        self.base = base
+        self.cap = cap
+
+    def __call__(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome is not None else None
+        asked = retry_after(error)
+        if asked is not None:
+            return min(asked, MAX_RETRY_AFTER)
+        return float(min(self.cap, self.base * 2 ** (state.attempt_number - 1)))
 
 
-SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
-TOKEN_REFRESH_SECONDS = 60.0
+def _error(err: BaseException, what: str) -> KubeError:
+    if isinstance(err, ApiError):
+        status = err.response.status_code if err.response is not None else 0
+        return KubeError(status, f"{what}: {err.status.message or err}")
+    return KubeError(0, f"{what}: {type(err).__name__}: {err}")
 
 
-class Kube:
-    """A small aiohttp client bound to the operator's field manager.
+class LightkubeClient:
+    """``KubeClient`` on a lightkube ``AsyncClient``, with retries on every call."""
 
-    It authenticates with kopf's own credentials (kubeconfig or the pod's
-    service account), so no Kubernetes client library is loaded at all.
-    """
+    def __init__(
+        self,
+        client: AsyncClient,
+        *,
+        attempts: int = 5,
+        backoff_seconds: float = 0.5,
+        backoff_cap: float = 10.0,
+    ) -> None:
+        self._client = client
+        self._attempts = attempts
+        self._wait = Backoff(backoff_seconds, backoff_cap)
 
-    def __init__(self, info: kopf.ConnectionInfo, *, timeout: float, connections: int = 16) -> None:
-        self._server = info.server.rstrip("/")
-        self._info = info
-        self._token_read = time.monotonic()
-        connector = aiohttp.TCPConnector(ssl=info.as_ssl_context(), limit=connections)
-        self._session = aiohttp.ClientSession(
-            connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)
+    @classmethod
+    def from_environment(cls, *, timeout: float, attempts: int) -> LightkubeClient:
+        """In a pod: its service account; elsewhere: KUBECONFIG (exec plugins included)."""
+        client = AsyncClient(
+            KubeConfig.from_env(), timeout=httpx2.Timeout(timeout), field_manager=MANAGER
         )
-
-    def _headers(self, content_type: str | None) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
-        if content_type:
-            headers["Content-Type"] = content_type
-        token = self._info.token
-        stale = time.monotonic() - self._token_read > TOKEN_REFRESH_SECONDS
-        if token and stale and SERVICE_ACCOUNT_TOKEN.exists():
-            # Bound service-account tokens rotate; the kubelet keeps the file current.
-            token = SERVICE_ACCOUNT_TOKEN.read_text().strip()
-            self._info = kopf.ConnectionInfo(**{**vars(self._info), "token": token})
-            self._token_read = time.monotonic()
-        if token:
-            headers["Authorization"] = f"{self._info.scheme or 'Bearer'} {token}"
-        return headers
+        return cls(client, attempts=attempts)
 
     async def close(self) -> None:
-        await self._session.close()
+        await self._client.close()
 
-    async def _call(
-        self,
-        method: str,
-        resource: str,
-        *,
-        body: Any = None,
-        query: list[tuple[str, str]] | None = None,
-        content_type: str | None = None,
-    ) -> Any:
+    async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         try:
-            async with self._session.request(
-                method,
-                self._server + resource,
-                params=query or [],
-                data=None if body is None else json.dumps(body),
-                headers=self._headers(content_type if body is not None else None),
-            ) as response:
-                text = await response.text()
-                if response.status >= 400:
-                    raise KubeError(response.status, _message(text, response.reason))
-                return json.loads(text) if text else None
-        except (aiohttp.ClientError, TimeoutError) as err:
-            raise KubeError(0, f"{method} {resource}: {err!r}") from None
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception(_transient),
+                stop=stop_after_attempt(self._attempts),
+                wait=self._wait,
+                reraise=True,
+            ):
+                with attempt:
+                    return await call()
+        except (ApiError, httpx2.HTTPError) as err:
+            raise _error(err, what) from None
+        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
-    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply ``manifest`` as the operator's field manager, forcing conflicts."""
+    async def apply(self, manifest: Manifest) -> Manifest:
         meta = manifest["metadata"]
-        resource = path(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
+        resource = RESOURCES[(manifest["apiVersion"], manifest["kind"])]
         metrics.API_WRITES.labels(verb="apply", kind=manifest["kind"]).inc()
-        result = await self._call(
-            "PATCH",
-            resource,
-            body=manifest,
-            query=[("fieldManager", MANAGER), ("force", "true")],
-            content_type=APPLY_CONTENT_TYPE,
+        applied = await self._call(
+            f"apply {manifest['kind']} {meta['name']}",
+            lambda: self._client.patch(
+                resource,
+                meta["name"],
+                manifest,
+                namespace=meta["namespace"],
+                patch_type=PatchType.APPLY,
+                field_manager=MANAGER,
+                force=True,
+            ),
         )
-        return dict(result or {})
+        body: Manifest = applied.to_dict()
+        return body
 
-    async def get(
-        self, api_version: str, kind: str, namespace: str, name: str
-    ) -> dict[str, Any] | None:
+    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Manifest | None:
+        resource = RESOURCES[(api_version, kind)]
         try:
-            result = await self._call("GET", path(api_version, kind, namespace, name))
+            found = await self._call(
+                f"get {kind} {name}", lambda: self._client.get(resource, name, namespace=namespace)
+            )
         except KubeError as err:
             if err.status == 404:
                 return None
             raise
-        return dict(result or {})
+        body: Manifest = found.to_dict()
+        return body
 
     async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
-        """Delete a child; already gone counts as done."""
+        resource = RESOURCES[(api_version, kind)]
         metrics.API_WRITES.labels(verb="delete", kind=kind).inc()
         try:
             await self._call(
-                "DELETE",
-                path(api_version, kind, namespace, name),
-                body={"propagationPolicy": "Background"},
-                content_type="application/json",
+                f"delete {kind} {name}",
+                lambda: self._client.delete(
+                    resource, name, namespace=namespace, cascade=CascadeType.BACKGROUND
+                ),
             )
         except KubeError as err:
             if err.status != 404:
                 raise
 
-    async def patch_twin_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        """Merge-patch the status subresource (the operator is its only writer)."""
-        metrics.API_WRITES.labels(verb="patch", kind="PhoenixTwin/status").inc()
+    async def patch_twin_status(self, namespace: str, name: str, status: Manifest) -> None:
+        metrics.API_WRITES.labels(verb="patch", kind=f"{KIND}/status").inc()
         await self._call(
-            "PATCH",
-            path(API_VERSION, "PhoenixTwin", namespace, name) + "/status",
-            body={"status": status},
-            content_type=MERGE_CONTENT_TYPE,
+            f"patch {KIND} {name} status",
+            lambda: self._client.patch(
+                PhoenixTwinResource.Status,
+                name,
+                {"status": status},
+                namespace=namespace,
+                patch_type=PatchType.MERGE,
+            ),
         )
 
-    async def list(
-        self, api_version: str, kind: str, namespace: str, label_selector: str
-    ) -> list[dict[str, Any]]:
-        """Objects of one kind in a namespace matching a label selector (kind/apiVersion set)."""
-        result = await self._call(
-            "GET",
-            path(api_version, kind, namespace),
-            query=[("labelSelector", label_selector)],
+    async def post_event(self, event: Manifest) -> None:
+        metrics.API_WRITES.labels(verb="create", kind="Event").inc()
+        await self._call(
+            f"create Event {event['reason']}",
+            lambda: self._client.create(Event.from_dict(event)),
         )
-        items = (result or {}).get("items") or []
-        return [{**item, "apiVersion": api_version, "kind": kind} for item in items]
+
+
+async def kopf_credentials(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo | None:
+    """kopf's login: its own for a pod's service account and plain kubeconfigs; for a
+    kubeconfig user with an exec plugin (EKS, GKE, AKS, kubelogin for OIDC), the plugin's
+    token, obtained through lightkube. kopf calls this again when the API answers 401."""
+    try:
+        config = KubeConfig.from_env().get()
+    except ConfigError:
+        config = None
+    user = config.user if config is not None else None
+    if config is None or user is None or user.exec is None:
+        return kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
+            settings=settings
+        )
+    flow = ExecAuth(user.exec).async_auth_flow(httpx2.Request("GET", config.cluster.server))
+    request = await anext(flow)
+    await flow.aclose()
+    scheme, _, token = request.headers["Authorization"].partition(" ")
+    cluster = config.cluster
+    return kopf.ConnectionInfo(
+        server=cluster.server,
+        ca_path=config.abs_file(cluster.certificate_auth) if cluster.certificate_auth else None,
+        ca_data=cluster.certificate_auth_data,
+        insecure=cluster.insecure,
+        scheme=scheme,
+        token=token,
+        default_namespace=config.namespace,
+    )

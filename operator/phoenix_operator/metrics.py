@@ -30,6 +30,12 @@ DRIFT_RESTORED = Counter(
     "Children re-applied because they were deleted or differed from their rendering.",
     ["kind"],
 )
+CHILD_EVENTS = Counter(
+    "phoenix_operator_child_events_total",
+    "Child watch events that asked for a reconcile: queued, or coalesced into a waiting one "
+    "(echoes of the operator's own writes are not counted).",
+    ["result"],
+)
 TWINS = Gauge("phoenix_operator_twins", "Twins known to the operator, by phase.", ["phase"])
 READY_SECONDS = Histogram(
     "phoenix_operator_twin_ready_duration_seconds",

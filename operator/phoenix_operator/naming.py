@@ -14,7 +14,9 @@ TWIN_LABEL = f"{GROUP}/twin"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 CONFIG_HASH_ANNOTATION = f"{GROUP}/config-hash"
-SPEC_HASH_ANNOTATION = f"{GROUP}/applied-hash"
+# On every rendered child: the hash of the manifest the operator applied, so a changed
+# rendering (or a field the operator stopped rendering) shows without a full comparison.
+APPLIED_HASH_ANNOTATION = f"{GROUP}/applied-hash"
 
 PORTS: dict[Component, int] = {
     "gateway": 8181,
@@ -23,12 +25,30 @@ PORTS: dict[Component, int] = {
     "tools": 50054,
 }
 METRICS_PORTS: dict[Component, int] = {"memory": 9152, "tools": 9154}
+# The telemetry producer: a second container of the gateway Pod (the original's port).
+TELEMETRY_PORT = 8183
 GATEWAY_API_KEY = "api-key"
+GATEWAY_SESSION_KEY = "session-key"
 
 
 def component_name(twin: Twin, component: Component) -> str:
-    """Deployment, Service, PodDisruptionBudget and NetworkPolicy of one component."""
+    """Workload (Deployment or StatefulSet), Service, PDB and NetworkPolicy of one component."""
     return f"{twin.name}-{component}"
+
+
+# A StatefulSet's Pods carry the label controller-revision-hash=<name>-<10-char hash>, and a
+# label value has at most 63 characters, so a StatefulSet name longer than 52 makes every Pod
+# creation fail (kubernetes/kubernetes#64023).
+MAX_STATEFULSET_NAME = 52
+
+
+def workload_name(twin_name: str, component: Component) -> str:
+    """The component's Deployment or StatefulSet: ``<twin>-<component>``, cut to what fits.
+
+    Only the orchestrator is a StatefulSet, and only a 40-character twin name makes
+    ``<twin>-orchestrator`` longer than 52: it becomes ``<twin>-orchestrato``.
+    """
+    return f"{twin_name}-{component}"[:MAX_STATEFULSET_NAME]
 
 
 def env_configmap(twin: Twin, component: Component) -> str:
@@ -41,6 +61,11 @@ def tools_policy_configmap(twin: Twin) -> str:
 
 def gateway_api_key_secret(twin: Twin) -> str:
     return f"{twin.name}-gateway-api-key"
+
+
+def gateway_session_secret(twin: Twin) -> str:
+    """The generated key every gateway replica signs console sessions with."""
+    return f"{twin.name}-gateway-session"
 
 
 def service_account(twin: Twin) -> str:

@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
+from phoenix_common.naming import Tenancy
 from phoenix_common.settings import CommonSettings
 
 
@@ -43,8 +44,39 @@ class OperatorSettings(CommonSettings):
         validation_alias="PHOENIX_OPERATOR_RESYNC_SECONDS",
         description="How often every twin is re-checked against its rendered children.",
     )
+    child_settle_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=30,
+        validation_alias="PHOENIX_OPERATOR_CHILD_SETTLE_SECONDS",
+        description="A child's watch event queues its twin once the twin's children have been "
+        "quiet this long (at most 5 times this after the first event): a burst of edits is "
+        "one reconcile. 0 reconciles on every event.",
+    )
     max_concurrent_reconciles: int = Field(
-        8, ge=1, validation_alias="PHOENIX_OPERATOR_MAX_CONCURRENT_RECONCILES"
+        8,
+        ge=1,
+        validation_alias="PHOENIX_OPERATOR_MAX_CONCURRENT_RECONCILES",
+        description="Workers of the reconcile queue: twins reconciled at the same time.",
+    )
+    twin_selector: str | None = Field(
+        None,
+        validation_alias="PHOENIX_OPERATOR_TWIN_SELECTOR",
+        description="Label selector of the twins this replica serves (sharding, e.g. "
+        "'phoenixtwin.io/shard=a'); unset serves every twin in scope.",
+    )
+    write_attempts: int = Field(
+        5,
+        ge=1,
+        validation_alias="PHOENIX_OPERATOR_WRITE_ATTEMPTS",
+        description="Attempts per API call on 429/5xx/connection errors (exponential "
+        "backoff, or the server's Retry-After).",
+    )
+    list_chunk_size: int = Field(
+        500,
+        ge=1,
+        validation_alias="PHOENIX_OPERATOR_LIST_CHUNK_SIZE",
+        description="Page size of the watches' initial lists.",
     )
     request_timeout_seconds: float = Field(
         30.0, gt=0, validation_alias="PHOENIX_OPERATOR_REQUEST_TIMEOUT_SECONDS"
@@ -64,6 +96,13 @@ class OperatorSettings(CommonSettings):
         None,
         validation_alias="PHOENIX_OPERATOR_DEFAULT_QDRANT_API_KEY",
         description="API key of the default Qdrant, for the operator's own collection calls.",
+    )
+    default_qdrant_tenancy: Tenancy = Field(
+        "collection",
+        validation_alias="PHOENIX_OPERATOR_DEFAULT_QDRANT_TENANCY",
+        description="Tenancy of the default Qdrant: collection (one collection per memory "
+        "namespace) or payload (one shared collection, filtered by tenant); a twin's "
+        "spec.memory.qdrant.tenancy wins.",
     )
     qdrant_local_path: Path | None = Field(
         None,

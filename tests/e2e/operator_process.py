@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from qdrant_client import QdrantClient
+from qdrant_client import QdrantClient, models
 
 from localcluster import free_port
 from tests.e2e.kube import KubeCluster, wait_for
@@ -57,7 +57,8 @@ class OperatorProcess:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        wait_for(self.healthy, what="phoenix-operator /healthz", timeout=30)
+        # Importing kopf, lightkube and qdrant-client takes ~10 s on a loaded 2-core machine.
+        wait_for(self.healthy, what="phoenix-operator /healthz", timeout=120)
 
     def healthy(self) -> bool:
         if self.proc is None or self.proc.poll() is not None:
@@ -110,6 +111,11 @@ class OperatorProcess:
             and (kind is None or f'kind="{kind}"' in name)
         )
 
+    def seed_collections(self, namespace: str, names: list[str]) -> None:
+        """Create collections as a twin's memory service would on its first commits (no memory
+        pod runs on kwok; the operator itself creates none: the memory service owns them)."""
+        seed_local_collections(self.qdrant_path / namespace, names)
+
     def collections(self, namespace: str) -> list[str]:
         """Collections in the test Qdrant (local mode) of ``namespace``; waits for its lock."""
         path = self.qdrant_path / namespace
@@ -128,6 +134,32 @@ class OperatorProcess:
                 return sorted(c.name for c in client.get_collections().collections)
             finally:
                 client.close()
+
+
+def seed_local_collections(path: Path, names: list[str], dim: int = 384) -> None:
+    """Create ``names`` in the local-mode Qdrant at ``path``, waiting for its lock."""
+    path.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            client = QdrantClient(path=str(path))
+        except RuntimeError:  # the operator holds the directory's lock right now
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+            continue
+        try:
+            for name in names:
+                if not client.collection_exists(name):
+                    client.create_collection(
+                        name,
+                        vectors_config=models.VectorParams(
+                            size=dim, distance=models.Distance.COSINE
+                        ),
+                    )
+            return
+        finally:
+            client.close()
 
 
 @contextlib.contextmanager

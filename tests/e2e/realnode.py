@@ -56,7 +56,7 @@ def component_pod(component: str, namespace: str, **labels: str) -> dict[str, An
     env = dict(ENV[component])
     if component == "operator":
         env["PHOENIX_OPERATOR_NAMESPACES"] = namespace
-    mounts = [{"name": "tmp", "mountPath": "/tmp"}]
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
     if component == "gateway":
         mounts.append({"name": "keys", "mountPath": env["GATEWAY_API_KEYS_FILE"], "readOnly": True})

@@ -34,6 +34,7 @@ from qdrant_client import QdrantClient
 
 from localcluster import free_port
 from tests.e2e.kube import KubeCluster, wait_for
+from tests.e2e.operator_process import seed_local_collections
 from tests.gitops.tools import RUNNERS, argocd_health, kstatus
 from tests.helm.chart import CHART, CI_VALUES, REPO, helm, helm_binary, template_args
 
@@ -41,7 +42,9 @@ OPERATOR = Path(sys.executable).parent / "phoenix-operator"
 VALUES = REPO / "tests" / "helm" / "values"
 EXAMPLES = REPO / "examples"
 CRD_NAME = "phoenixtwins.phoenixtwin.io"
-TWIN_CHILD_KINDS = "serviceaccounts,configmaps,secrets,services,deployments,networkpolicies"
+TWIN_CHILD_KINDS = (
+    "serviceaccounts,configmaps,secrets,services,deployments,statefulsets,networkpolicies"
+)
 
 
 def ready_timeout(kube: KubeCluster) -> float:
@@ -196,6 +199,7 @@ class Release:
     sets: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     health_port: int = 0
+    metrics_port: int = 0
     installed: bool = False
 
     @property
@@ -304,7 +308,7 @@ class Release:
             return
         container = self.deployment()["spec"]["template"]["spec"]["containers"][0]
         chart_env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
-        self.health_port = free_port()
+        self.health_port, self.metrics_port = free_port(), free_port()
         env = {
             **os.environ,
             **chart_env,
@@ -312,7 +316,7 @@ class Release:
             "POD_ID": f"{self.fullname}-local",
             # Ports of this machine, not of a Pod; the default Qdrant in local mode.
             "PHOENIX_OPERATOR_HEALTH_PORT": str(self.health_port),
-            "PHOENIX_OPERATOR_METRICS_PORT": str(free_port()),
+            "PHOENIX_OPERATOR_METRICS_PORT": str(self.metrics_port),
             "PHOENIX_QDRANT_LOCAL_PATH": str(self.qdrant_path),
             "PHOENIX_LOG_FORMAT": "text",
         }
@@ -459,14 +463,33 @@ def test_rendered_chart_passes_server_side_dry_run(kube_cluster: KubeCluster) ->
             ],
         }
         for variant, extra in variants.items():
+            release = f"dry{variant}"
+            # What `helm install` applies (test hooks are applied only by `helm test`)...
             rendered = helm(
-                *template_args("--include-crds", *extra, release=f"dry{variant}", namespace=system)
+                *template_args(
+                    "--include-crds", "--skip-tests", *extra, release=release, namespace=system
+                )
             ).stdout
             result = kube_cluster.kubectl(
                 "apply", "--dry-run=server", "--server-side", "-f", "-", stdin=rendered, check=False
             )
             assert result.returncode == 0, f"{variant}: {result.stderr}"
             assert "deployment.apps/dry" in result.stdout, result.stdout
+            # ...then the test hooks in their weight order: the ServiceAccount for real (the
+            # Pod's admission looks it up), the Pod as a dry run.
+            hooks = helm(
+                *template_args(
+                    "--show-only", "templates/tests/test-operator.yaml", *extra,
+                    release=release, namespace=system,
+                )
+            ).stdout  # fmt: skip
+            account, pod = (d for d in yaml.safe_load_all(hooks) if d)
+            kube_cluster.apply(account)
+            result = kube_cluster.kubectl(
+                "apply", "--dry-run=server", "--server-side", "-f", "-",
+                stdin=json.dumps(pod), check=False,
+            )  # fmt: skip
+            assert result.returncode == 0, f"{variant} test hook: {result.stderr}"
     finally:
         delete_namespaces(kube_cluster, system, served)
 
@@ -635,9 +658,53 @@ def test_production_example_without_its_qdrant_is_degraded(stack: Stack) -> None
     assert not stack.release.forbidden(), "\n".join(stack.release.forbidden()[:5])
 
 
+def run_selfcheck_as_the_kubelet_would(release: Release, pod: dict[str, Any]) -> int:
+    """kwok runs no container: run the hook Pod's own command here, as its ServiceAccount.
+
+    The Service URLs become the operator subprocess's ports and the in-cluster API server the
+    local one; the token is a real one of the Pod's ServiceAccount, so what the check reads is
+    what that account may read. Returns the exit status the container would have.
+    """
+    kube = release.kube
+    container = pod["spec"]["containers"][0]
+    local = {
+        "--health": f"http://127.0.0.1:{release.health_port}/healthz",
+        "--metrics": f"http://127.0.0.1:{release.metrics_port}/metrics",
+    }
+    args = []
+    for arg in container["args"]:
+        flag, _, url = arg.partition("=")
+        assert url.startswith(f"http://{release.fullname}-metrics.{release.namespace}.svc:"), arg
+        args.append(f"{flag}={local[flag]}")
+    account = pod["spec"]["serviceAccountName"]
+    token = release.workdir / f"{account}.token"
+    token.write_text(
+        kube.kubectl("create", "token", account, "-n", release.namespace).stdout.strip()
+    )
+    admin = yaml.safe_load(Path(kube.kubeconfig).read_text())["clusters"][0]["cluster"]
+    command = [sys.executable if c == "python" else c for c in container["command"]]
+    result = subprocess.run(
+        [
+            *command,
+            *args,
+            f"--api-server={admin['server']}",
+            f"--token-file={token}",
+            f"--ca-file={admin['certificate-authority']}",
+            "--attempts=5",
+            "--delay=1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    print(result.stdout, result.stderr)
+    return result.returncode
+
+
 def test_helm_test_hook(stack: Stack) -> None:
     release, kube = stack.release, stack.release.kube
-    pod_name = f"{release.fullname}-test-metrics"
+    pod_name = f"{release.fullname}-test"
     proc = subprocess.Popen(
         [
             str(helm_binary()),
@@ -656,8 +723,8 @@ def test_helm_test_hook(stack: Stack) -> None:
     )
     try:
         if kube.local:
-            # kwok runs no container: once the hook Pod is admitted (restricted PSS), scheduled
-            # and Running, play the kubelet and report it Succeeded, as the check would on kind.
+            # The hook Pod is admitted (restricted PSS), scheduled and Running under kwok; its
+            # check runs here for real, and its result becomes the Pod's phase.
             def running() -> bool:
                 result = kube.kubectl(
                     "get",
@@ -674,9 +741,8 @@ def test_helm_test_hook(stack: Stack) -> None:
             wait_for(running, what=f"helm test Pod {pod_name} Running", timeout=60)
             pod = kube.get("pod", pod_name, "-n", release.namespace)
             assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
-            assert pod["spec"]["containers"][0]["args"][-1] == (
-                f"http://{release.fullname}-metrics.{release.namespace}.svc:9090/metrics"
-            )
+            code = run_selfcheck_as_the_kubelet_would(release, pod)
+            assert code == 0, "the selfcheck failed against the running operator"
             kube.kubectl(
                 "patch",
                 "pod",
@@ -707,12 +773,39 @@ def test_helm_test_hook(stack: Stack) -> None:
     )
 
 
+def test_the_helm_test_check_fails_when_the_operator_is_down(stack: Stack) -> None:
+    """The check can fail: with the operator stopped, the same command exits non-zero."""
+    release = stack.release
+    if not release.kube.local:
+        pytest.skip("stops the operator subprocess of the local control plane")
+    pod = {
+        "spec": {
+            "serviceAccountName": release.fullname,
+            "containers": [
+                {
+                    "command": ["python", "-m", "phoenix_operator.selfcheck"],
+                    "args": [
+                        f"--health=http://{release.fullname}-metrics.{release.namespace}.svc:1/healthz",
+                        f"--metrics=http://{release.fullname}-metrics.{release.namespace}.svc:1/metrics",
+                    ],
+                }
+            ],
+        }
+    }
+    release.stop_operator()
+    try:
+        assert run_selfcheck_as_the_kubelet_would(release, pod) == 1
+    finally:
+        release.start_operator()
+
+
 def test_upgrade_with_changed_values_keeps_twins_ready(stack: Stack) -> None:
     release, kube = stack.release, stack.release.kube
     name = ready_example(stack)
 
     def generations() -> dict[str, int]:
-        items = kube.get("deployments", "-n", stack.twins_ns, "-l", f"phoenixtwin.io/twin={name}")
+        selector = f"phoenixtwin.io/twin={name}"
+        items = kube.get("deployments,statefulsets", "-n", stack.twins_ns, "-l", selector)
         return {d["metadata"]["name"]: d["metadata"]["generation"] for d in items["items"]}
 
     before = generations()
@@ -745,6 +838,11 @@ def test_uninstall_leaves_twins_and_their_data_per_reclaim_policy(stack: Stack) 
         what="twin scratch Ready",
         timeout=ready_timeout(kube),
     )
+    if kube.local:  # what the twins' memory services create on first use (no pods run here)
+        seed_local_collections(
+            release.qdrant_path / stack.twins_ns,
+            [f"phx.{stack.twins_ns}.{kept}.default", f"phx.{stack.twins_ns}.scratch.default"],
+        )
     kube.kubectl("delete", "ptwin", "scratch", "-n", stack.twins_ns, "--timeout=60s")
 
     release.uninstall()
@@ -770,7 +868,8 @@ def test_uninstall_leaves_twins_and_their_data_per_reclaim_policy(stack: Stack) 
     assert kube.kubectl("get", "crd", CRD_NAME, check=False).returncode == 0
     body = kube.get("ptwin", kept, "-n", stack.twins_ns)
     assert condition(body, "Ready")["status"] == "True"
-    children = kube.get("deployments", "-n", stack.twins_ns, "-l", f"phoenixtwin.io/twin={kept}")
+    selector = f"phoenixtwin.io/twin={kept}"
+    children = kube.get("deployments,statefulsets", "-n", stack.twins_ns, "-l", selector)
     assert len(children["items"]) == 4
     if kube.local:
         remaining = release.collections(stack.twins_ns)

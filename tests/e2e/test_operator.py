@@ -56,11 +56,15 @@ def wait_ready(kube: KubeCluster, namespace: str, name: str, timeout: float = 60
 
 
 def deployments(kube: KubeCluster, namespace: str, name: str) -> dict[str, dict[str, Any]]:
-    items = kube.get("deployments", "-n", namespace, "-l", f"phoenixtwin.io/twin={name}")["items"]
+    items = kube.get(
+        "deployments,statefulsets", "-n", namespace, "-l", f"phoenixtwin.io/twin={name}"
+    )["items"]
     return {item["metadata"]["labels"]["app.kubernetes.io/component"]: item for item in items}
 
 
-CHILD_KINDS = "serviceaccounts,configmaps,secrets,services,deployments,networkpolicies,pdb"
+CHILD_KINDS = (
+    "serviceaccounts,configmaps,secrets,services,deployments,statefulsets,networkpolicies,pdb"
+)
 
 
 def child_names(kube: KubeCluster, namespace: str, name: str) -> set[tuple[str, str]]:
@@ -82,19 +86,22 @@ def test_empty_spec_twin_gets_every_child_and_becomes_ready(
     assert child_names(kube_cluster, namespace, "alice") == {
         ("ServiceAccount", "alice"),
         ("Secret", "alice-gateway-api-key"),
+        ("Secret", "alice-gateway-session"),
         *{("ConfigMap", f"alice-{c}-env") for c in COMPONENTS},
         ("ConfigMap", "alice-tools-policy"),
         ("NetworkPolicy", "alice-default-deny"),
         *{("NetworkPolicy", f"alice-{c}") for c in COMPONENTS},
         *{("Service", f"alice-{c}") for c in COMPONENTS},
-        *{("Deployment", f"alice-{c}") for c in COMPONENTS},
+        *{("Deployment", f"alice-{c}") for c in COMPONENTS if c != "orchestrator"},
+        ("StatefulSet", "alice-orchestrator"),
     }
     found = deployments(kube_cluster, namespace, "alice")
     for component, deployment in found.items():
         owner = deployment["metadata"]["ownerReferences"][0]
         assert (owner["kind"], owner["uid"], owner["controller"]) == ("PhoenixTwin", uid, True)
         name = deployment["metadata"]["name"]
-        fields = kube_cluster.get("deployment", name, "-n", namespace, "--show-managed-fields")
+        kind = deployment["kind"].lower()
+        fields = kube_cluster.get(kind, name, "-n", namespace, "--show-managed-fields")
         managers = {(m["manager"], m["operation"]) for m in fields["metadata"]["managedFields"]}
         assert ("phoenix-operator", "Apply") in managers
         template = deployment["spec"]["template"]
@@ -135,7 +142,8 @@ def test_empty_spec_twin_gets_every_child_and_becomes_ready(
         "Degraded": "False",
     }
     assert status["collections"] == [f"phx.{namespace}.alice.default"]
-    assert operator.collections(namespace) == [f"phx.{namespace}.alice.default"]
+    # The memory service owns the schema and creates collections on first use: not the operator.
+    assert operator.collections(namespace) == []
     assert "kopf" not in json.dumps(body["status"])
     assert not any("kopf.zalando.org" in key for key in body["metadata"].get("annotations", {}))
 
@@ -350,6 +358,10 @@ def test_deleted_twins_lose_their_children_and_collections_follow_the_reclaim_po
     keep = kube_cluster.get("ptwin", "keep", "-n", namespace)
     assert drop["metadata"]["finalizers"] == ["phoenixtwin.io/finalizer"]
     assert not keep["metadata"].get("finalizers")
+    operator.seed_collections(  # what the twins' memory services create on first commits
+        namespace,
+        [f"phx.{namespace}.drop.a", f"phx.{namespace}.drop.b", f"phx.{namespace}.keep.default"],
+    )
     assert operator.collections(namespace) == [
         f"phx.{namespace}.drop.a",
         f"phx.{namespace}.drop.b",
@@ -404,7 +416,7 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("9lives", {}, "DNS-1035 label"),
     ("llm", {"llm": {"provider": "openrouter"}}, "llm.apiKeySecretRef is required"),
     ("dupes", {"memory": {"namespaces": ["a", "a"]}}, "Duplicate value"),
-    ("dots", {"memory": {"namespaces": ["a.b"]}}, "should match"),
+    ("slash", {"memory": {"namespaces": ["a/b"]}}, "should match"),
     ("cwdany", {"tools": {"sandbox": "cwd", "policy": {"allowed": ["*"]}}}, "tools.sandbox cwd"),
     (
         "overlap",

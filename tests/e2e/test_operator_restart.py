@@ -1,5 +1,6 @@
 """phoenix-operator killed with SIGKILL mid-reconcile and restarted: it converges, leaves no
-orphans and no stuck finalizer, and a restart over converged twins writes nothing."""
+orphans and no stuck finalizer; a restart over converged twins writes nothing at all, and a
+restart after one Deployment was deleted writes that Deployment and nothing else but status."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from tests.e2e.operator_process import (
     twin,
 )
 
-CHILDREN_PER_TWIN = 20  # SA, Secret, 5 ConfigMaps, 5 NetworkPolicies, 4 Services, 4 Deployments
-KINDS = "serviceaccounts,configmaps,secrets,services,deployments,networkpolicies,pdb"
+RESYNC_SECONDS = 2
+# SA, 2 Secrets, 5 ConfigMaps, 5 NetworkPolicies, 4 Services, 3 Deployments, 1 StatefulSet
+CHILDREN_PER_TWIN = 21
+KINDS = "serviceaccounts,configmaps,secrets,services,deployments,statefulsets,networkpolicies,pdb"
 
 
 @pytest.fixture
@@ -26,7 +29,11 @@ def operator(
     kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     install_crd(kube_cluster)
-    process = OperatorProcess(kube_cluster.kubeconfig, tmp_path_factory.mktemp("operator"))
+    process = OperatorProcess(
+        kube_cluster.kubeconfig,
+        tmp_path_factory.mktemp("operator"),
+        PHOENIX_OPERATOR_RESYNC_SECONDS=str(RESYNC_SECONDS),
+    )
     try:
         yield process
     finally:
@@ -43,6 +50,23 @@ def children(kube: KubeCluster, namespace: str) -> list[dict[str, Any]]:
 
 def all_ready(kube: KubeCluster, namespace: str, names: list[str]) -> bool:
     return all(ready_at_generation(kube, namespace, name)() for name in names)
+
+
+def reconciles(operator: OperatorProcess, trigger: str) -> float:
+    """Reconciles this process finished for ``trigger`` (resume, resync, child, ...)."""
+    return sum(
+        value
+        for name, value in operator.metrics().items()
+        if name.startswith("phoenix_operator_reconciles_total") and f'trigger="{trigger}"' in name
+    )
+
+
+def written(operator: OperatorProcess) -> dict[str, float]:
+    return {
+        name: value
+        for name, value in operator.metrics().items()
+        if name.startswith("phoenix_operator_api_writes_total") and value
+    }
 
 
 def test_killed_operator_converges_after_restart_without_orphans_or_stuck_finalizers(
@@ -65,7 +89,7 @@ def test_killed_operator_converges_after_restart_without_orphans_or_stuck_finali
     # While it is down: a spec change and a deleted child.
     kube_cluster.kubectl(
         "patch", "ptwin", names[0], "-n", namespace, "--type=merge",
-        "-p", json.dumps({"spec": {"orchestrator": {"replicas": 2}}}),
+        "-p", json.dumps({"spec": {"memory": {"replicas": 2}}}),
     )  # fmt: skip
     operator.start()
     wait_for(
@@ -83,10 +107,31 @@ def test_killed_operator_converges_after_restart_without_orphans_or_stuck_finali
         assert owners[0]["uid"] in uids, f"orphan {child['kind']} {child['metadata']['name']}"
         per_twin[uids[owners[0]["uid"]]] = per_twin.get(uids[owners[0]["uid"]], 0) + 1
     expected = dict.fromkeys(names, CHILDREN_PER_TWIN)
-    expected[names[0]] += 1  # the PodDisruptionBudget of two orchestrator replicas
+    expected[names[0]] += 1  # the PodDisruptionBudget of two memory replicas
     assert per_twin == expected
 
-    # A restart over converged twins rewrites nothing.
+    # A restart over converged twins writes nothing: every twin is checked (its resume
+    # reconcile, against kopf's fully listed indices) and then resynced, without a write.
+    wait_for(lambda: _quiet_status(kube_cluster, namespace), what="statuses settled", timeout=60)
+    operator.kill()
+    operator.start()
+    wait_for(
+        lambda: reconciles(operator, "resume") >= len(names),
+        what="every twin checked after the restart",
+        timeout=60,
+    )
+    resyncs = reconciles(operator, "resync")
+    wait_for(
+        lambda: reconciles(operator, "resync") >= resyncs + len(names),
+        what="a resync of every twin",
+        timeout=RESYNC_SECONDS * 20,
+    )
+    assert written(operator) == {}
+    assert operator.api_writes() == 0
+    assert len(children(kube_cluster, namespace)) == len(found)
+
+    # Deleted while the operator is down: after the restart, that Deployment is the only
+    # child written (a ChildRestored event says so; status and events follow its rollout).
     operator.kill()
     kube_cluster.kubectl("delete", "deployment", f"{names[1]}-tools", "-n", namespace)
     operator.start()
@@ -98,20 +143,26 @@ def test_killed_operator_converges_after_restart_without_orphans_or_stuck_finali
         what="the deleted Deployment restored after the restart",
         timeout=60,
     )
-    # The deleted Deployment was restored (waited for above) by the operator's own write,
-    # and nothing was deleted. Right after a start the child watches list in any order, so
-    # a few children may also be re-applied idempotently (the same server-side apply); a
-    # resync of converged twins writes nothing (make bench).
-    writes = {
+    writes = written(operator)
+    children_written = {
         name: value
-        for name, value in operator.metrics().items()
-        if name.startswith("phoenix_operator_api_writes_total") and value
+        for name, value in writes.items()
+        if 'kind="PhoenixTwin/status"' not in name and 'kind="Event"' not in name
     }
-    assert operator.api_writes("Deployment") >= 1, writes
-    assert not [name for name in writes if 'verb="delete"' in name], writes
+    assert children_written == {
+        'phoenix_operator_api_writes_total{kind="Deployment",verb="apply"}': 1.0
+    }, writes
+    events = kube_cluster.get(
+        "events", "-n", namespace, "--field-selector", f"involvedObject.name={names[1]}"
+    )["items"]
+    assert [e["message"] for e in events if e["reason"] == "ChildRestored"] == [
+        f"Restored Deployment {names[1]}-tools."
+    ]
 
     # Killed again, then every twin deleted: nothing stays stuck on a finalizer.
     operator.kill()
+    # The collections the memory services would have created, for reclaim to act on.
+    operator.seed_collections(namespace, [f"phx.{namespace}.{n}.default" for n in names])
     operator.start()
     kube_cluster.kubectl("delete", "ptwin", "--all", "-n", namespace, "--wait=false")
     wait_for(
@@ -128,3 +179,11 @@ def test_killed_operator_converges_after_restart_without_orphans_or_stuck_finali
         f"phx.{namespace}.{n}.default" for n, s in zip(names, specs, strict=True)
         if s["memory"]["reclaimPolicy"] == "Retain"
     )  # fmt: skip
+
+
+def _quiet_status(kube: KubeCluster, namespace: str) -> bool:
+    """Every twin's status describes fully rolled-out Deployments (nothing left to report)."""
+    return all(
+        t.get("status", {}).get("componentsReady") == "4/4" and t["status"].get("phase") == "Ready"
+        for t in twins(kube, namespace)
+    )

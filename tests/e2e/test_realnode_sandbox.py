@@ -48,7 +48,7 @@ def _rendered(namespace: str) -> list[dict[str, Any]]:
         workloads.service_account(twin),
         config.env_configmap(twin, "tools", ctx),
         config.tools_policy_configmap(twin),
-        workloads.deployment(twin, "tools", ctx),
+        workloads.workload(twin, "tools", ctx),
     ]
     for obj in objects:
         # No PhoenixTwin owns them here; a dangling owner would make the GC delete them.

@@ -26,10 +26,11 @@ import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from phoenix_common.stubs import memory_pb2, memory_pb2_grpc
 from scripts.run_local import LocalStack, Ports, StackConfig
+from tests.gateway.original_ui import UI_ORIGIN, OriginalUI
 
 TWIN = "twin-sentinel"  # the original's policy lets it run command_exec
 OTHER_TWIN = "twin-trace"
@@ -186,12 +187,10 @@ def frame(message: str, session: str, twin: str = TWIN) -> str:
 
 
 async def chat(ws: ClientConnection, message: str, session: str) -> dict[str, Any]:
-    """Send one chat frame; the reply after the ``busy`` status."""
+    """Send one chat frame; its one reply (nothing else comes unasked)."""
     await ws.send(frame(message, session))
-    while True:
-        received: dict[str, Any] = json.loads(await ws.recv())
-        if received.get("status") != "busy":
-            return received
+    received: dict[str, Any] = json.loads(await ws.recv())
+    return received
 
 
 # -- the HITL round trips ---------------------------------------------------------
@@ -295,7 +294,10 @@ async def test_a_pending_approval_survives_an_orchestrator_restart(stack: Stack)
 async def test_unauthenticated_and_cross_twin_attempts_are_refused(
     stack: Stack, other_twin_key: str
 ) -> None:
-    for url in (stack.ws(token=""), stack.ws(token="x" * 32), stack.ws(TWIN, other_twin_key)):
+    with pytest.raises(InvalidStatus) as anonymous_ws:
+        await connect(stack.ws(token=""))  # no credential: refused in the handshake
+    assert anonymous_ws.value.response.status_code == 403
+    for url in (stack.ws(token="x" * 32), stack.ws(TWIN, other_twin_key)):
         async with connect(url) as ws:
             with pytest.raises(ConnectionClosed) as closed:
                 await ws.recv()
@@ -351,6 +353,51 @@ def test_no_process_logs_the_api_key(stack: Stack, other_twin_key: str) -> None:
         assert other_twin_key not in log, f"{name}'s log holds the other twin's key"
     spans = " ".join(name for _, name, _ in stack.collector.spans)
     assert stack.key not in spans
+
+
+# -- the original's React UI, unchanged ------------------------------------------------
+
+
+async def test_the_original_ui_works_in_every_flow_in_the_local_mode(stack: Stack) -> None:
+    """Its protocol exactly (tests/gateway/original_ui.py), against every real process."""
+    stack.launcher.restart("gateway", GATEWAY_LOCAL_NO_AUTH="true", GATEWAY_CORS_ORIGINS=UI_ORIGIN)
+    try:
+        base = stack.url
+        # VITE_FORCE_TWIN_ID: the original's tool policy knows only its own twin ids.
+        ui = OriginalUI(
+            ws_url=base.replace("http://", "ws://") + "/ws/chat",
+            sse_url=f"{base}/v1/telemetry/stream",
+            user_id=TWIN,
+        )
+        assert await ui.open(reconnect_delay=0)
+        hello = await ui.say("hello from the original UI")
+        memory = await ui.say("search for the reactor incident")
+        shown = await ui.approve(memory["issued_command"])
+        memory_again = await ui.say("find my notes")
+        memory_denied = await ui.deny(memory_again["issued_command"])
+        tool = await ui.say("run: echo from-the-original-ui")
+        executed = await ui.approve(tool["issued_command"])
+        tool_again = await ui.say("run: touch never-run")
+        tool_denied = await ui.deny(tool_again["issued_command"])
+        nothing = await ui.say("[TOOL_EXECUTED] command_exec - CONFIRMED")
+        await ui.close()
+        response, first_event = await ui.first_metrics_event()
+    finally:
+        stack.launcher.restart("gateway", GATEWAY_LOCAL_NO_AUTH="false", GATEWAY_CORS_ORIGINS="")
+    frames = [hello, memory, shown, memory_again, memory_denied, tool, executed, tool_again]
+    assert all(f["type"] == "complete_message" for f in [*frames, tool_denied, nothing])
+    assert hello["content"] == "You said: hello from the original UI"
+    assert memory["issued_command"]["command"] == "show_memory_page"
+    assert shown["content"].startswith("Found ")
+    assert memory_denied["content"] == (
+        f"Memory request '{memory_again['issued_command']['memory_id']}' denied."
+    )
+    assert executed["content"].startswith("Tool 'command_exec' executed successfully.")
+    assert "from-the-original-ui" in executed["content"]
+    assert tool_denied["content"] == "Tool 'command_exec' execution denied."
+    assert nothing["content"] == "No pending tool request found to execute."
+    assert response.headers["access-control-allow-origin"] == UI_ORIGIN
+    assert json.loads(first_event)["mem_total"] > 0
 
 
 # -- tracing -------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from phoenix_common.stubs import memory_pb2, memory_pb2_grpc
-from scripts.run_local import REPO, Ports
+from scripts.localstack import REPO, Ports
 
 UP_LINE = "PhoenixTwin is up:"
 

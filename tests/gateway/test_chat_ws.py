@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.gateway.conftest import KEY_A, KEY_B, Gateway
 
@@ -17,11 +18,9 @@ def frame(message: str, *, user_id: str = "twin-a", **extra: Any) -> str:
 
 
 async def reply(ws: ClientConnection) -> dict[str, Any]:
-    """The next frame that is not a ``busy`` status."""
-    while True:
-        received = json.loads(await ws.recv())
-        if received != {"type": "status_update", "status": "busy", "details": ""}:
-            return received  # type: ignore[no-any-return]
+    """The next frame: the one reply to the frame just sent."""
+    received: dict[str, Any] = json.loads(await ws.recv())
+    return received
 
 
 async def closed_with(url: str, **kwargs: Any) -> int | None:
@@ -35,9 +34,7 @@ async def test_a_chat_frame_gets_a_complete_message(gateway: Gateway) -> None:
     url = f"{gateway.ws_url}/ws/chat/twin-a"
     async with connect(url, additional_headers={"Authorization": f"Bearer {KEY_A}"}) as ws:
         await ws.send(frame("hello there"))
-        busy = json.loads(await ws.recv())
         answer = json.loads(await ws.recv())
-    assert busy == {"type": "status_update", "status": "busy", "details": ""}
     assert answer["type"] == "complete_message"
     assert answer["content"] == "I understand you said: 'hello there'."
     assert answer["is_final"] is True
@@ -137,16 +134,59 @@ async def test_error_replies_in_the_chat_shape_are_shown_as_messages(gateway: Ga
     assert answer["error"]["code"] == "approval_expired"
 
 
+async def test_every_message_gets_exactly_one_reply_in_order(gateway: Gateway) -> None:
+    """A client pairing one reply with each message (as the original's do) stays in step."""
+    async with connect(f"{gateway.ws_url}/ws/chat/twin-a?token={KEY_A}") as ws:
+        for index in range(20):
+            await ws.send(frame(f"message {index}"))
+        replies = [json.loads(await ws.recv()) for _ in range(20)]
+        await ws.send(frame("[TOOL_EXECUTED] command_exec - CONFIRMED"))
+        error_reply = json.loads(await ws.recv())
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await ws.recv()  # nothing unsolicited follows
+    assert [r["content"] for r in replies] == [
+        f"I understand you said: 'message {index}'." for index in range(20)
+    ]
+    assert error_reply["type"] == "complete_message"
+
+
+async def test_a_busy_status_before_each_reply_is_opt_in(gateway: Gateway) -> None:
+    async with connect(f"{gateway.ws_url}/ws/chat/twin-a?token={KEY_A}&busy=true") as ws:
+        frames = []
+        for index in range(3):
+            await ws.send(frame(f"m{index}"))
+            frames += [json.loads(await ws.recv()), json.loads(await ws.recv())]
+        await ws.send("{not json")
+        invalid = json.loads(await ws.recv())  # refused before any work: no busy first
+    busy = {"type": "status_update", "status": "busy", "details": ""}
+    assert frames[0::2] == [busy] * 3
+    assert [f["content"] for f in frames[1::2]] == [
+        f"I understand you said: 'm{i}'." for i in range(3)
+    ]
+    assert invalid["status"] == "error"
+
+
+async def test_a_socket_without_any_credential_is_refused_in_the_handshake(
+    gateway: Gateway,
+) -> None:
+    """Never accepted, so a browser counts a failed attempt (the original UI gives up after 5)."""
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(f"{gateway.ws_url}/ws/chat/twin-a"):
+            pass
+    assert refused.value.response.status_code == 403
+    assert gateway.orchestrator.chats == []
+
+
 @pytest.mark.parametrize(
     "credentials",
     [
-        {},
         {"additional_headers": {"Authorization": "Bearer wrong-key-0123456789abcdef"}},
         {"additional_headers": {"X-API-Key": KEY_A[:-1]}},
     ],
-    ids=["missing", "wrong", "truncated"],
+    ids=["wrong", "truncated"],
 )
-async def test_unauthenticated_sockets_are_closed_with_1008(
+async def test_sockets_with_an_invalid_credential_are_closed_with_1008(
     gateway: Gateway, credentials: dict[str, Any]
 ) -> None:
     code = await closed_with(f"{gateway.ws_url}/ws/chat/twin-a", **credentials)
@@ -163,3 +203,21 @@ async def test_a_key_for_one_twin_never_reaches_another(gateway: Gateway) -> Non
         error = json.loads(await ws.recv())
     assert error["details"] == "User ID mismatch between path and request payload."
     assert gateway.orchestrator.chats == []
+
+
+async def test_parallel_sockets_each_get_their_own_replies(gateway: Gateway) -> None:
+    """Sockets share the upstream connection pool; no reply reaches another socket."""
+    gateway.orchestrator.delay = 0.002
+
+    async def one_socket(socket: int) -> list[str]:
+        async with connect(f"{gateway.ws_url}/ws/chat/twin-a?token={KEY_A}") as ws:
+            contents = []
+            for n in range(25):
+                await ws.send(frame(f"s{socket} m{n}"))
+                contents.append((await reply(ws))["content"])
+            return contents
+
+    results = await asyncio.gather(*(one_socket(s) for s in range(6)))
+    for socket, contents in enumerate(results):
+        assert contents == [f"I understand you said: 's{socket} m{n}'." for n in range(25)]
+    assert len(gateway.orchestrator.chats) == 150

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from phoenix_gateway.app import create_app
-from phoenix_gateway.settings import GatewaySettings, TelemetrySettings
+from phoenix_gateway.settings import GatewaySettings
 from phoenix_gateway.telemetry.app import create_app as create_telemetry_app
+from phoenix_gateway.telemetry.settings import TelemetryConfigError, TelemetrySettings
 from tests.gateway.conftest import KEY_A, Gateway
 from tests.gateway.servers import fake_telemetry_app, serve
 
 
 async def test_producer_emits_the_originals_metrics_events_and_keep_alives() -> None:
-    settings = TelemetrySettings(
-        _env_file=None, interval_ms=100, keepalive_seconds=0.25, log_format="text"
-    )
+    settings = TelemetrySettings(interval_ms=100, keepalive_seconds=0.25, log_format="text")
     lines: list[str] = []
     async with (
         serve(create_telemetry_app(settings)) as url,
@@ -54,7 +57,7 @@ async def test_producer_emits_the_originals_metrics_events_and_keep_alives() -> 
 
 
 async def test_producer_serves_health_and_metrics() -> None:
-    settings = TelemetrySettings(_env_file=None, log_format="text")
+    settings = TelemetrySettings(log_format="text")
     async with (
         serve(create_telemetry_app(settings)) as url,
         httpx.AsyncClient(base_url=url) as client,
@@ -111,3 +114,59 @@ async def test_the_relay_accepts_a_query_token_for_eventsource(gateway: Gateway)
         first = await anext(stream.aiter_lines())
     assert stream.status_code == 200
     assert first == "event: metrics"
+
+
+async def test_the_first_event_comes_at_once_not_after_an_interval() -> None:
+    """The original sent its first sample at once; ours waited a whole interval."""
+    settings = TelemetrySettings(interval_ms=120_000, log_format="text")
+    firsts = []
+    async with (
+        serve(create_telemetry_app(settings)) as url,
+        httpx.AsyncClient(base_url=url, timeout=60) as client,
+    ):
+        for _ in range(2):  # a second stream gets the same, latest, sample at once too
+            async with (
+                asyncio.timeout(30),  # a quarter of the interval: no timing margin needed
+                client.stream("GET", "/v1/telemetry/stream") as stream,
+            ):
+                async for line in stream.aiter_lines():
+                    if line.startswith("data:"):
+                        firsts.append(json.loads(line.removeprefix("data:")))
+                        break
+    assert len(firsts) == 2
+    assert firsts[0] == firsts[1]
+
+
+def test_telemetry_settings_read_the_originals_variables() -> None:
+    settings = TelemetrySettings.from_environment(
+        {"TELEMETRY_PORT": "9183", "TELEMETRY_INTERVAL_MS": "500", "LOG_LEVEL": "WARNING"}
+    )
+    assert (settings.port, settings.interval_ms, settings.log_level) == (9183, 500, "warning")
+    with pytest.raises(TelemetryConfigError) as err:
+        TelemetrySettings.from_environment(
+            {"TELEMETRY_PORT": "http", "TELEMETRY_INTERVAL_MS": "10", "PHOENIX_LOG_FORMAT": "xml"}
+        )
+    message = err.value.message()
+    assert "TELEMETRY_PORT: Input should be an integer" in message
+    assert "TELEMETRY_INTERVAL_MS: Input should be greater than or equal to 50" in message
+    assert "PHOENIX_LOG_FORMAT" in message
+    assert "http" not in message.replace("phoenix-telemetry", "")  # values are never echoed
+
+
+@pytest.mark.parametrize(
+    ("module", "unwanted"),
+    [
+        (
+            "phoenix_gateway.telemetry.server",
+            ("pydantic", "fastapi", "opentelemetry", "prometheus_client"),
+        ),
+        ("phoenix_gateway.app", ("grpc", "jwt", "yaml", "httpx", "opentelemetry.sdk")),
+    ],
+)
+def test_each_process_imports_only_what_it_needs(module: str, unwanted: tuple[str, ...]) -> None:
+    """Import weight is resident memory: the budgets are 32 MiB (telemetry), 64 (gateway)."""
+    probe = f"import sys, {module}; print(' '.join(m for m in {unwanted!r} if m in sys.modules))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert loaded == []

@@ -11,26 +11,29 @@ from typing import Any
 from phoenix_operator.api import COMPONENTS
 from phoenix_operator.naming import CONFIG_HASH_ANNOTATION
 from phoenix_operator.reconcile import status as twin_status
+from phoenix_operator.reconcile.children import Rollout
 
 NOW = "2026-01-01T00:00:00Z"
 
 
-def _deployment(ready: bool, config_hash: str = "h") -> dict[str, Any]:
+def _deployment(ready: bool, config_hash: str = "h") -> Rollout:
     replicas = 1
-    return {
-        "metadata": {"generation": 1},
-        "spec": {
-            "replicas": replicas,
-            "template": {"metadata": {"annotations": {CONFIG_HASH_ANNOTATION: config_hash}}},
-        },
-        "status": {
-            "observedGeneration": 1,
-            "replicas": replicas,
-            "updatedReplicas": replicas,
-            "availableReplicas": replicas if ready else 0,
-            "readyReplicas": replicas if ready else 0,
-        },
-    }
+    return Rollout.from_deployment(
+        {
+            "metadata": {"generation": 1},
+            "spec": {
+                "replicas": replicas,
+                "template": {"metadata": {"annotations": {CONFIG_HASH_ANNOTATION: config_hash}}},
+            },
+            "status": {
+                "observedGeneration": 1,
+                "replicas": replicas,
+                "updatedReplicas": replicas,
+                "availableReplicas": replicas if ready else 0,
+                "readyReplicas": replicas if ready else 0,
+            },
+        }
+    )
 
 
 def operator_status(
@@ -45,12 +48,12 @@ def operator_status(
     observation = twin_status.Observation(
         generation=generation,
         observed_generation=generation if observed is None else observed,
-        deployments={c: _deployment(ready=ready or c != "memory") for c in COMPONENTS},
+        rollouts={c: _deployment(ready=ready or c != "memory") for c in COMPONENTS},
         expected_hashes=dict.fromkeys(COMPONENTS, "h"),
         problems=[problem] if problem else [],
         suspended=suspended,
     )
-    return twin_status.build(observation, {}, NOW)
+    return twin_status.build(observation, None, NOW).wire()
 
 
 def twin(generation: int, status: dict[str, Any] | None) -> dict[str, Any]:

@@ -45,7 +45,7 @@ NAMESPACED_RULES: list[dict[str, Any]] = [
         "resources": ["configmaps", "secrets", "serviceaccounts", "services"],
         "verbs": CHILD_VERBS,
     },
-    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": CHILD_VERBS},
+    {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets"], "verbs": CHILD_VERBS},
     {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": CHILD_VERBS},
     {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": CHILD_VERBS},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
@@ -119,9 +119,10 @@ def test_default_render_has_the_expected_objects() -> None:
         ("ClusterRole", "phx-phoenixtwin"),
         ("ClusterRoleBinding", "phx-phoenixtwin"),
         ("Deployment", "phx-phoenixtwin"),
-        ("Pod", "phx-phoenixtwin-test-metrics"),
+        ("Pod", "phx-phoenixtwin-test"),
         ("Service", "phx-phoenixtwin-metrics"),
         ("ServiceAccount", "phx-phoenixtwin"),
+        ("ServiceAccount", "phx-phoenixtwin-test"),
     ]
     for obj in objects:
         if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
@@ -300,7 +301,8 @@ def test_metrics_service_selects_only_the_operator() -> None:
     objects = render()
     service = one(objects, "Service")
     assert service["spec"]["ports"] == [
-        {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}
+        {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"},
+        {"name": "health", "port": 8080, "targetPort": "health", "protocol": "TCP"},
     ]
     selector = service["spec"]["selector"]
     pod_labels = one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
@@ -322,8 +324,9 @@ def test_service_monitor_is_off_by_default_and_scrapes_the_metrics_port() -> Non
     )
 
 
-def test_helm_test_hook_checks_metrics_through_the_service() -> None:
-    pod = one(render(), "Pod")
+def test_helm_test_hook_runs_the_operators_selfcheck_through_the_service() -> None:
+    objects = render()
+    pod = one(objects, "Pod")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     spec = pod["spec"]
     assert spec["restartPolicy"] == "Never"
@@ -331,10 +334,32 @@ def test_helm_test_hook_checks_metrics_through_the_service() -> None:
     container = spec["containers"][0]
     assert container["image"] == "ghcr.io/phoenixtwin/phoenix-operator:0.1.0"
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
-    assert container["args"][-1] == (
-        "http://phx-phoenixtwin-metrics.phoenix-system.svc:9090/metrics"
+    assert container["command"] == ["python", "-m", "phoenix_operator.selfcheck"]
+    assert container["args"] == [
+        "--health=http://phx-phoenixtwin-metrics.phoenix-system.svc:8080/healthz",
+        "--metrics=http://phx-phoenixtwin-metrics.phoenix-system.svc:9090/metrics",
+    ]
+    # Its own ServiceAccount, created first, bound to nothing: the token only authenticates.
+    account = next(
+        o for o in find(objects, "ServiceAccount") if o["metadata"]["name"].endswith("-test")
     )
-    assert not find(render("--set", "tests.enabled=false"), "Pod")
+    assert spec["serviceAccountName"] == account["metadata"]["name"]
+    assert account["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert int(account["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(
+        pod["metadata"]["annotations"]["helm.sh/hook-weight"]
+    )
+    bindings = find(objects, "ClusterRoleBinding") + find(objects, "RoleBinding")
+    assert not [
+        b for b in bindings for s in b["subjects"] if s["name"] == account["metadata"]["name"]
+    ]
+    service = one(objects, "Service")
+    assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {
+        "metrics": 9090,
+        "health": 8080,
+    }
+    disabled = render("--set", "tests.enabled=false")
+    assert not find(disabled, "Pod")
+    assert len(find(disabled, "ServiceAccount")) == 1
 
 
 # --------------------------------------------------------------------------- schema

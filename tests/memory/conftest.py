@@ -1,5 +1,10 @@
-"""Fixtures for the memory service: one real embedder per session, real Qdrant engines,
-real gRPC servers on 127.0.0.1:0, and grpcurl built once into a version-keyed cache."""
+"""Fixtures for the memory service: one real embedder per session, real Qdrant engines (the
+Qdrant server binary and Qdrant Edge), real gRPC servers on 127.0.0.1:0, and grpcurl built
+once into a version-keyed cache.
+
+The server-backed tests share one Qdrant server per session; each test serves a twin of
+its own (``twin``), so tests never see each other's memories, in either tenancy mode.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -15,7 +21,7 @@ from typing import Any, Literal
 import grpc
 import pytest
 
-from phoenix_common.naming import TwinRef
+from phoenix_common.naming import Tenancy, TwinRef
 from phoenix_common.stubs import memory_pb2_grpc
 from phoenix_memory.archive import Archive
 from phoenix_memory.embed.base import Embedder
@@ -26,12 +32,21 @@ from phoenix_memory.store.base import MemoryStore
 from phoenix_memory.store.edge import EdgeStore
 from phoenix_memory.store.qdrant_server import QdrantServerStore
 
+from .qdrant_server import QdrantEndpoint, qdrant_endpoint
+
 REPO = Path(__file__).resolve().parents[2]
 GRPCURL_VERSION = "v1.9.3"
 TWIN = TwinRef("team-a", "sentinel")
 
-Backend = Literal["edge", "qdrant-local"]
-BACKENDS: tuple[Backend, ...] = ("edge", "qdrant-local")
+Engine = Literal["edge", "qdrant"]
+Backend = tuple[Engine, Tenancy]
+# Every server-level test runs on these: the embedded engine, and the real Qdrant server
+# in both tenancy modes.
+BACKENDS: tuple[Backend, ...] = (
+    ("edge", "collection"),
+    ("qdrant", "collection"),
+    ("qdrant", "payload"),
+)
 
 
 class SessionEmbedder:
@@ -67,32 +82,61 @@ def embedder(local_embedder: LocalEmbedder) -> SessionEmbedder:
     return SessionEmbedder(BatchingEmbedder(local_embedder))
 
 
-def open_store(backend: Backend, path: Path) -> MemoryStore:
-    if backend == "edge":
+@pytest.fixture(scope="session")
+def qdrant() -> Iterator[QdrantEndpoint]:
+    """The real Qdrant server of this session (see tests/memory/qdrant_server.py)."""
+    try:
+        with qdrant_endpoint() as endpoint:
+            yield endpoint
+    except RuntimeError as err:
+        pytest.fail(str(err))
+
+
+def open_store(engine: Engine, path: Path, qdrant: QdrantEndpoint | None) -> MemoryStore:
+    if engine == "edge":
         return EdgeStore(path)
-    return QdrantServerStore.local(path)
+    assert qdrant is not None
+    return QdrantServerStore.connect(qdrant.grpc_url, api_key=None, timeout_s=10)
 
 
-@pytest.fixture(params=BACKENDS)
+def unique_twin(prefix: str = "t") -> TwinRef:
+    return TwinRef("team-a", f"{prefix}-{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(params=BACKENDS, ids=["-".join(b) for b in BACKENDS])
 def backend(request: pytest.FixtureRequest) -> Backend:
     kind: Backend = request.param
     return kind
+
+
+@pytest.fixture
+def twin() -> TwinRef:
+    """A twin of this test's own, so a shared Qdrant server never mixes tests."""
+    return unique_twin()
+
+
+@pytest.fixture
+def server_qdrant(backend: Backend, request: pytest.FixtureRequest) -> QdrantEndpoint | None:
+    """The session's Qdrant server when the backend needs it (started on first use only)."""
+    if backend[0] != "qdrant":
+        return None
+    endpoint: QdrantEndpoint = request.getfixturevalue("qdrant")
+    return endpoint
 
 
 StartServer = Callable[..., Awaitable[MemoryServer]]
 
 
 @pytest.fixture
-async def start_server(
-    embedder: SessionEmbedder,
-) -> AsyncIterator[StartServer]:
+async def start_server(embedder: SessionEmbedder, twin: TwinRef) -> AsyncIterator[StartServer]:
     """Start a real server around a store; every server started is stopped at teardown."""
     started: list[MemoryServer] = []
 
-    async def _start(store: MemoryStore, heartbeat_s: float | None = None) -> MemoryServer:
-        server = await start(
-            Archive(TWIN, store, embedder), host="127.0.0.1", heartbeat_interval_s=heartbeat_s
-        )
+    async def _start(
+        store: MemoryStore, heartbeat_s: float | None = None, tenancy: Tenancy = "collection"
+    ) -> MemoryServer:
+        archive = Archive(twin, store, embedder, tenancy=tenancy)
+        server = await start(archive, host="127.0.0.1", heartbeat_interval_s=heartbeat_s)
         started.append(server)
         return server
 
@@ -103,12 +147,17 @@ async def start_server(
 
 @pytest.fixture
 def storage(backend: Backend, tmp_path: Path) -> Path:
-    return tmp_path / backend
+    return tmp_path / backend[0]
 
 
 @pytest.fixture
-async def server(backend: Backend, storage: Path, start_server: StartServer) -> MemoryServer:
-    return await start_server(open_store(backend, storage))
+async def server(
+    backend: Backend,
+    storage: Path,
+    server_qdrant: QdrantEndpoint | None,
+    start_server: StartServer,
+) -> MemoryServer:
+    return await start_server(open_store(backend[0], storage, server_qdrant), tenancy=backend[1])
 
 
 @pytest.fixture
@@ -160,7 +209,7 @@ def service_env(**overrides: str) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("MEMORY_", "QDRANT_", "EMBEDDING_", "TWIN_"))
+        if not key.startswith(("MEMORY_", "QDRANT_", "EMBEDDING_", "TWIN_", "GLIBC_"))
     }
     env.update(
         PHOENIX_LOG_FORMAT="text",

@@ -15,7 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import BACKENDS, REPO, Backend, free_port
+from phoenix_common.naming import TwinRef
+
+from .conftest import REPO, Backend, free_port
+from .qdrant_server import QdrantEndpoint
 
 COMMIT = {
     "content": "hello qdrant",
@@ -66,19 +69,25 @@ def wait_until_serving(grpcurl: Grpcurl, process: subprocess.Popen[str]) -> None
     pytest.fail("phoenix-memory did not report SERVING in time")
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_original_acceptance_calls_and_restart(
+def test_original_acceptance_calls_and_restart(  # noqa: PLR0917  (fixtures)
     grpcurl: Path,
     run_service: Callable[..., subprocess.Popen[str]],
     tmp_path: Path,
     backend: Backend,
+    twin: TwinRef,
+    server_qdrant: QdrantEndpoint | None,
 ) -> None:
     port = free_port()
-    env = {"MEMORY_GRPC_PORT": str(port)}
-    if backend == "edge":
+    env = {
+        "MEMORY_GRPC_PORT": str(port),
+        "MEMORY_TENANCY": backend[1],
+        "TWIN_NAMESPACE": twin.namespace,
+        "TWIN_NAME": twin.name,
+    }
+    if server_qdrant is None:
         env |= {"MEMORY_BACKEND": "edge", "MEMORY_DATA_DIR": str(tmp_path / "edge")}
     else:
-        env |= {"MEMORY_BACKEND": "qdrant", "QDRANT_PATH": str(tmp_path / "qdrant")}
+        env |= {"MEMORY_BACKEND": "qdrant", "QDRANT_URL": server_qdrant.grpc_url}
     client = Grpcurl(grpcurl, port)
     process = run_service(**env)
     wait_until_serving(client, process)

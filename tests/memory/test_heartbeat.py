@@ -59,5 +59,5 @@ async def test_lost_and_restored_storage_is_logged_and_reported(
         await wait_for(lambda: any("restored" in r.getMessage() for r in caplog.records))
         assert await status() == health_pb2.HealthCheckResponse.SERVING
         assert len([r for r in caplog.records if r.levelno == logging.CRITICAL]) == 1
-        assert server.watcher is not None
-        assert not server.watcher.done()
+        assert server.tasks  # the heartbeat
+        assert not server.tasks[0].done()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -70,8 +70,9 @@ class EmbeddingsAPI:
 
 
 @pytest.fixture
-def api(local_embedder: LocalEmbedder) -> Iterator[EmbeddingsAPI]:
-    server = EmbeddingsAPI(local_embedder, asyncio.get_event_loop())
+async def api(local_embedder: LocalEmbedder) -> AsyncIterator[EmbeddingsAPI]:
+    # The handler thread embeds on the loop that runs the test, so take the running one.
+    server = EmbeddingsAPI(local_embedder, asyncio.get_running_loop())
     thread = threading.Thread(target=server.httpd.serve_forever, daemon=True)
     thread.start()
     yield server

@@ -59,10 +59,8 @@ async def test_wait_for_store_gives_up_after_the_configured_attempts(
     await store.close()
 
 
-def test_settings_choose_local_mode_only_with_qdrant_path(tmp_path: Path) -> None:
-    local = build_store(MemorySettings.load(backend="qdrant", qdrant_path=tmp_path))
+def test_settings_build_a_server_store_naming_the_endpoint() -> None:
     remote = build_store(MemorySettings.load(backend="qdrant", qdrant_url="http://db:6334"))
-    assert local.description == f"Qdrant local mode at {tmp_path}"
     assert remote.description == "Qdrant at db:6334"
 
 

@@ -18,6 +18,7 @@ from phoenix_memory.server import MemoryServer, start
 from phoenix_memory.store.edge import EdgeStore
 
 from .conftest import TWIN, Backend, SessionEmbedder, StartServer, memory_stub, open_store
+from .qdrant_server import QdrantEndpoint
 
 Stub = memory_pb2_grpc.MemoryServiceStub
 
@@ -102,11 +103,18 @@ async def test_total_count_counts_matches_beyond_the_page(stub: Stub) -> None:
     assert (len(reply.results), reply.total_count) == (2, 5)
 
 
-async def test_namespaces_are_separate_collections(stub: Stub, server: MemoryServer) -> None:
+async def test_namespaces_are_separate(stub: Stub, server: MemoryServer) -> None:
     await commit(stub, "only in red", namespace="red")
     assert (await query(stub, "only in red", namespace="blue")).total_count == 0
     assert (await query(stub, "only in red", namespace="red")).total_count == 1
-    assert await server.archive.store.collection_exists("phx.team-a.sentinel.red")
+    twin = server.archive.twin
+    expected = (
+        f"phx.{twin.namespace}.{twin.name}.red"
+        if server.archive.tenancy == "collection"
+        else "phx_shared_384"
+    )
+    assert server.archive.scope("red").collection == expected
+    assert await server.archive.store.exists(server.archive.scope("red"))
 
 
 async def test_empty_namespace_means_default(stub: Stub) -> None:
@@ -199,12 +207,19 @@ async def test_health_check_and_grpc_health_report_serving(
         assert check.status == health_pb2.HealthCheckResponse.SERVING
 
 
-async def test_memories_survive_a_restart_on_the_same_storage(
-    backend: Backend, storage: Path, server: MemoryServer, stub: Stub, start_server: StartServer
+async def test_memories_survive_a_restart_on_the_same_storage(  # noqa: PLR0917  (fixtures)
+    backend: Backend,
+    storage: Path,
+    server_qdrant: QdrantEndpoint | None,
+    server: MemoryServer,
+    stub: Stub,
+    start_server: StartServer,
 ) -> None:
     memory_id = await commit(stub, "the launch code is in the blue binder")
     await server.stop(0)  # closes the engine too
-    restarted = await start_server(open_store(backend, storage))
+    restarted = await start_server(
+        open_store(backend[0], storage, server_qdrant), tenancy=backend[1]
+    )
     async with grpc.aio.insecure_channel(f"127.0.0.1:{restarted.port}") as channel:
         reply = await query(memory_stub(channel), "where is the launch code")
         assert [r.id for r in reply.results] == [memory_id]

@@ -90,3 +90,40 @@ def test_bad_configuration_exits_2_with_a_clear_message(tmp_path: Path) -> None:
     assert "invalid configuration" in done.stderr
     assert "MEMORY_BACKEND=mock is not supported" in done.stderr
     assert "MEMORY_GRPC_PORT" in done.stderr
+
+
+def test_tenancy_and_namespace_policies_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMORY_TENANCY", "payload")
+    monkeypatch.setenv(
+        "MEMORY_NAMESPACE_POLICIES",
+        '{"threat.intel": {"max_age_seconds": 60, "dedup_threshold": 0.9},'
+        ' "ops": {"max_count": 5}}',
+    )
+    settings = MemorySettings.load()
+    assert settings.tenancy == "payload"
+    policies = settings.policies()
+    assert policies["threat.intel"].max_age is not None
+    assert policies["threat.intel"].max_age.total_seconds() == 60
+    assert (policies["ops"].max_count, policies["ops"].dedup_threshold) == (5, None)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"MEMORY_TENANCY": "shared"}, "MEMORY_TENANCY"),
+        ({"MEMORY_NAMESPACE_POLICIES": '{"a/b": {}}'}, "namespace 'a/b' is invalid"),
+        ({"MEMORY_NAMESPACE_POLICIES": '{"a": {"dedup_threshold": 1.5}}'}, "dedup_threshold"),
+        ({"MEMORY_NAMESPACE_POLICIES": '{"a": {"max_days": 3}}'}, "max_days"),
+        (
+            {"MEMORY_TENANCY": "payload", "MEMORY_BACKUP_INTERVAL_SECONDS": "60"},
+            "needs MEMORY_TENANCY=collection",
+        ),
+    ],
+)
+def test_bad_tenancy_policy_and_backup_settings_are_refused(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=message):
+        MemorySettings.load()

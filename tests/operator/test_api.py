@@ -68,7 +68,7 @@ def test_camel_case_fields_are_read() -> None:
     ("spec", "message"),
     [
         ({"llm": {"provider": "openrouter"}}, "llm.apiKeySecretRef"),
-        ({"memory": {"namespaces": ["a.b"]}}, "namespace 'a.b' is invalid"),
+        ({"memory": {"namespaces": ["a/b"]}}, "namespace 'a/b' is invalid"),
         ({"memory": {"namespaces": ["a", "a"]}}, "must be unique"),
         ({"gateway": {"replicas": 99}}, "spec.gateway.replicas"),
     ],

@@ -18,12 +18,17 @@ def test_each_component_reads_the_variables_of_the_original_system(
     assert config.settings_env(twin, "gateway", ctx) == {
         "GATEWAY_PORT": "8181",
         "ORCHESTRATOR_URL": "http://alice-orchestrator:8182",
+        "TELEMETRY_URL": "http://127.0.0.1:8183",
+        "TELEMETRY_HOST": "0.0.0.0",
+        "TELEMETRY_PORT": "8183",
         "GATEWAY_API_KEYS_FILE": "/etc/phoenix/gateway-keys",
+        "GATEWAY_SESSION_SECRET_FILE": "/etc/phoenix/gateway-session/session-key",
         "TWIN_NAMESPACE": "team-a",
         "TWIN_NAME": "alice",
     }
     assert config.settings_env(twin, "orchestrator", ctx) == {
         "ORCHESTRATOR_HTTP_PORT": "8182",
+        "ORCHESTRATOR_STATE_DIR": "/var/lib/phoenix/orchestrator",
         "MEMORY_GRPC_ADDR": "http://alice-memory:50052",
         "TOOLS_GRPC_ADDR": "http://alice-tools:50054",
         "LLM_PROVIDER": "mock",
@@ -38,12 +43,14 @@ def test_each_component_reads_the_variables_of_the_original_system(
         "QDRANT_URL": "http://qdrant.db.svc:6334",
         "EMBEDDING_PROVIDER": "local",
         "EMBEDDING_MODEL_DIM": "384",
+        "MEMORY_TENANCY": "collection",
         "TWIN_NAMESPACE": "team-a",
         "TWIN_NAME": "alice",
     }
     assert config.settings_env(twin, "tools", ctx) == {
         "TOOLS_GRPC_PORT": "50054",
         "TOOLS_METRICS_PORT": "9154",
+        "MEMORY_GRPC_ADDR": "http://alice-memory:50052",
         "SANDBOX_DIR": "/sandbox",
         "TOOLS_POLICY_FILE": "/etc/phoenix/tools/policy.json",
         "TOOLS_USE_BWRAP": "true",
@@ -135,13 +142,23 @@ def test_an_openai_embedder_gets_its_endpoint_and_model(
     assert env["EMBEDDING_MODEL"] == "text-embedding-3-small"
 
 
+def test_an_external_telemetry_service_replaces_the_sidecar(
+    twin_factory: Callable[..., Twin], ctx: RenderContext
+) -> None:
+    env = config.settings_env(
+        twin_factory({"gateway": {"telemetryUrl": "http://telemetry.obs.svc:8183"}}), "gateway", ctx
+    )
+    assert env["TELEMETRY_URL"] == "http://telemetry.obs.svc:8183"
+    assert "TELEMETRY_PORT" not in env
+
+
 def rolled(before: Twin, after: Twin, ctx: RenderContext) -> set[str]:
     """Components whose pod template differs between two renderings."""
     return {
         c
         for c in COMPONENTS
-        if workloads.deployment(before, c, ctx)["spec"]["template"]
-        != workloads.deployment(after, c, ctx)["spec"]["template"]
+        if workloads.workload(before, c, ctx)["spec"]["template"]
+        != workloads.workload(after, c, ctx)["spec"]["template"]
     }
 
 
@@ -156,6 +173,9 @@ def rolled(before: Twin, after: Twin, ctx: RenderContext) -> set[str]:
         ({"memory": {"namespaces": ["default", "work"]}}, set()),
         ({"gateway": {"auth": {"apiKeySecretRef": {"name": "s", "key": "k"}}}}, {"gateway"}),
         ({"gateway": {"replicas": 3}}, set()),
+        ({"orchestrator": {"replicas": 0}}, set()),
+        # An external telemetry service replaces the sidecar: the gateway pod changes.
+        ({"gateway": {"telemetryUrl": "http://telemetry.obs.svc:8183"}}, {"gateway"}),
         ({"memory": {"reclaimPolicy": "Delete"}}, set()),
     ],
 )

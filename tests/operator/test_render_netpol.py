@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from phoenix_operator import naming
 from phoenix_operator.api import Component, Twin
 from phoenix_operator.render import RenderContext, netpol
@@ -44,18 +46,25 @@ def test_the_orchestrator_accepts_traffic_only_from_the_gateway(
     ]
 
 
-def test_memory_and_tools_accept_traffic_only_from_the_orchestrator(
+def test_tools_accept_traffic_only_from_the_orchestrator_and_memory_also_from_tools(
     twin: Twin, ctx: RenderContext
 ) -> None:
     policies = netpol.network_policies(twin, ctx)
-    for component, port in (("memory", 50052), ("tools", 50054)):
-        policy = by_component(policies, component)  # type: ignore[arg-type]
-        assert policy["spec"]["ingress"] == [
-            {
-                "from": [{"podSelector": {"matchLabels": naming.selector(twin, "orchestrator")}}],
-                "ports": [{"port": port, "protocol": "TCP"}],
-            }
-        ]
+    assert by_component(policies, "tools")["spec"]["ingress"] == [
+        {
+            "from": [{"podSelector": {"matchLabels": naming.selector(twin, "orchestrator")}}],
+            "ports": [{"port": 50054, "protocol": "TCP"}],
+        }
+    ]
+    assert by_component(policies, "memory")["spec"]["ingress"] == [
+        {
+            "from": [
+                {"podSelector": {"matchLabels": naming.selector(twin, "orchestrator")}},
+                {"podSelector": {"matchLabels": naming.selector(twin, "tools")}},
+            ],
+            "ports": [{"port": 50052, "protocol": "TCP"}],
+        }
+    ]
 
 
 def test_egress_is_dns_plus_each_components_upstreams(
@@ -78,7 +87,54 @@ def test_egress_is_dns_plus_each_components_upstreams(
         "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": netpol.PRIVATE_RANGES}}],
         "ports": [{"port": 443, "protocol": "TCP"}],
     }
-    assert by_component(policies, "tools")["spec"]["egress"] == [netpol.DNS_EGRESS]
+    # vector_query: tools dial memory.
+    assert by_component(policies, "tools")["spec"]["egress"] == [
+        {
+            "to": [{"podSelector": {"matchLabels": naming.selector(twin, "memory")}}],
+            "ports": [{"port": 50052, "protocol": "TCP"}],
+        },
+        netpol.DNS_EGRESS,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url", "peer", "port"),
+    [
+        (
+            "https://emb.example/v1/embeddings",
+            {"ipBlock": {"cidr": "0.0.0.0/0", "except": netpol.PRIVATE_RANGES}},
+            443,
+        ),
+        (
+            "http://embedder.ml.svc.cluster.local:8080/v1/embeddings",
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ml"}}},
+            8080,
+        ),
+        (
+            "http://embedder/v1/embeddings",
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "team-a"}}},
+            80,
+        ),
+        ("http://10.1.2.3:9000/v1/embeddings", {"ipBlock": {"cidr": "10.1.2.3/32"}}, 9000),
+    ],
+)
+def test_memory_egress_follows_the_embedding_url(
+    twin_factory: Callable[..., Twin], ctx: RenderContext, url: str, peer: Any, port: int
+) -> None:
+    twin = twin_factory(
+        {
+            "memory": {
+                "embedding": {
+                    "provider": "openai",
+                    "url": url,
+                    "apiKeySecretRef": {"name": "emb", "key": "key"},
+                }
+            }
+        }
+    )
+    egress = by_component(netpol.network_policies(twin, ctx), "memory")["spec"]["egress"]
+    assert egress[1] == {"to": [peer], "ports": [{"port": port, "protocol": "TCP"}]}
+    assert len(egress) == 3  # Qdrant, the embedder, DNS: no other public host
 
 
 def test_unmanaged_means_no_policy(twin_factory: Callable[..., Twin], ctx: RenderContext) -> None:

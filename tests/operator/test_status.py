@@ -4,38 +4,46 @@ from __future__ import annotations
 
 from typing import Any
 
-from phoenix_operator.api import COMPONENTS
+from phoenix_operator.api import COMPONENTS, TwinStatus
 from phoenix_operator.reconcile import status
+from phoenix_operator.reconcile.children import Rollout
 
 
 def deployment(
     *, replicas: int = 1, ready: int = 1, generation: int = 1, observed: int = 1, hash_: str = "h"
-) -> dict[str, Any]:
-    return {
-        "metadata": {"generation": generation},
-        "spec": {
-            "replicas": replicas,
-            "template": {"metadata": {"annotations": {"phoenixtwin.io/config-hash": hash_}}},
-        },
-        "status": {
-            "observedGeneration": observed,
-            "replicas": replicas,
-            "updatedReplicas": replicas,
-            "readyReplicas": ready,
-            "availableReplicas": ready,
-        },
-    }
+) -> Rollout:
+    return Rollout.from_deployment(
+        {
+            "metadata": {"generation": generation},
+            "spec": {
+                "replicas": replicas,
+                "template": {"metadata": {"annotations": {"phoenixtwin.io/config-hash": hash_}}},
+            },
+            "status": {
+                "observedGeneration": observed,
+                "replicas": replicas,
+                "updatedReplicas": replicas,
+                "readyReplicas": ready,
+                "availableReplicas": ready,
+            },
+        }
+    )
 
 
 def observation(**changes: Any) -> status.Observation:
     values: dict[str, Any] = {
         "generation": 2,
         "observed_generation": 2,
-        "deployments": {c: deployment() for c in COMPONENTS},
+        "rollouts": {c: deployment() for c in COMPONENTS},
         "expected_hashes": dict.fromkeys(COMPONENTS, "h"),
         "collections": ["phx.team-a.alice.default"],
     }
     return status.Observation(**{**values, **changes})
+
+
+def build(observation: status.Observation, previous: TwinStatus | None, now: str) -> dict[str, Any]:
+    """The status as written to the API server."""
+    return status.build(observation, previous, now).wire()
 
 
 def by_type(built: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -43,7 +51,7 @@ def by_type(built: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_all_components_rolled_out_make_the_twin_ready() -> None:
-    built = status.build(observation(), {}, "2026-01-01T00:00:00Z")
+    built = build(observation(), None, "2026-01-01T00:00:00Z")
     conditions = by_type(built)
     assert (conditions["Ready"]["status"], conditions["Ready"]["reason"]) == (
         "True",
@@ -59,7 +67,7 @@ def test_all_components_rolled_out_make_the_twin_ready() -> None:
 def test_a_rollout_in_progress_is_progressing_and_not_ready() -> None:
     deployments = {c: deployment() for c in COMPONENTS}
     deployments["memory"] = deployment(generation=2, observed=1)
-    built = status.build(observation(deployments=deployments), {}, "t")
+    built = build(observation(rollouts=deployments), None, "t")
     conditions = by_type(built)
     assert conditions["Ready"]["reason"] == "ComponentsNotReady"
     assert conditions["Ready"]["message"] == "Not ready: memory."
@@ -69,7 +77,7 @@ def test_a_rollout_in_progress_is_progressing_and_not_ready() -> None:
 
 def test_a_pod_template_with_an_old_config_hash_is_not_ready() -> None:
     hashes = {**dict.fromkeys(COMPONENTS, "h"), "tools": "new"}
-    built = status.build(observation(expected_hashes=hashes), {}, "t")
+    built = build(observation(expected_hashes=hashes), None, "t")
     assert built["components"]["tools"]["ready"] is False
     assert built["components"]["gateway"] == {
         "ready": True,
@@ -82,7 +90,7 @@ def test_a_pod_template_with_an_old_config_hash_is_not_ready() -> None:
 
 def test_a_problem_degrades_the_twin_with_its_reason_and_message() -> None:
     problem = status.Problem("QdrantUnreachable", "Qdrant at http://q:6334 is unreachable")
-    built = status.build(observation(problems=[problem]), {}, "t")
+    built = build(observation(problems=[problem]), None, "t")
     conditions = by_type(built)
     assert conditions["Degraded"] | {"lastTransitionTime": None} == {
         "type": "Degraded",
@@ -97,26 +105,33 @@ def test_a_problem_degrades_the_twin_with_its_reason_and_message() -> None:
 
 
 def test_a_suspended_twin_says_so() -> None:
-    built = status.build(observation(suspended=True), {}, "t")
+    built = build(observation(suspended=True), None, "t")
     assert by_type(built)["Progressing"]["reason"] == "Suspended"
     assert built["phase"] == "Suspended"
 
 
 def test_no_deployment_yet_is_pending() -> None:
-    built = status.build(observation(deployments={}, observed_generation=1), {}, "t")
+    built = build(observation(rollouts={}, observed_generation=1), None, "t")
     assert built["phase"] == "Pending"
     assert built["componentsReady"] == "0/4"
 
 
 def test_transition_times_move_only_when_a_status_changes() -> None:
-    first = status.build(observation(), {}, "2026-01-01T00:00:00Z")
+    first = status.build(observation(), None, "2026-01-01T00:00:00Z")
     same = status.build(observation(), first, "2026-01-02T00:00:00Z")
     assert same == first
     problem = status.Problem("ApplyFailed", "Deployment x: forbidden")
     changed = status.build(observation(problems=[problem]), first, "2026-01-03T00:00:00Z")
-    times = {c["type"]: c["lastTransitionTime"] for c in changed["conditions"]}
+    times = {c.type: c.last_transition_time for c in changed.conditions}
     assert times == {
         "Ready": "2026-01-03T00:00:00Z",
         "Progressing": "2026-01-01T00:00:00Z",
         "Degraded": "2026-01-03T00:00:00Z",
     }
+
+
+def test_a_stored_status_reads_back_into_the_same_model() -> None:
+    built = status.build(observation(), None, "2026-01-01T00:00:00Z")
+    assert TwinStatus.from_body({"status": built.wire()}) == built
+    assert TwinStatus.from_body({"status": {"phase": "Nonsense"}}) is None
+    assert TwinStatus.from_body({}) is None

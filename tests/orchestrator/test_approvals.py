@@ -125,7 +125,9 @@ async def test_denials_discard_without_running_anything(
     denied_memory = (await chat(client, f"[MEMORY_DENIED] {memory['request_id']}")).json()
     assert denied_memory["response"] == f"Memory request '{memory['request_id']}' denied."
 
-    assert (await chat(client, "[TOOL_EXECUTED] command_exec - CONFIRMED")).status_code == 404
+    nothing_left = await chat(client, "[TOOL_EXECUTED] command_exec - CONFIRMED")
+    assert (nothing_left.status_code, nothing_left.json()["status"]) == (200, "error")
+    assert nothing_left.json()["response"] == "No pending tool request found to execute."
     again = await decide(client, tool["request_id"], "approve")
     assert again.status_code == 409
     assert again.json()["error"]["code"] == "approval_already_decided"
@@ -133,15 +135,18 @@ async def test_denials_discard_without_running_anything(
     assert peers.memory.requests == []
 
 
-async def test_no_pending_request_is_a_404_with_the_original_wording(
+async def test_no_pending_request_is_a_chat_reply_with_the_original_wording(
     client: httpx.AsyncClient,
 ) -> None:
+    """A conversational outcome: HTTP 200, status "error", the original's strings."""
     tool = await chat(client, "[TOOL_EXECUTED] command_exec - CONFIRMED")
-    assert tool.status_code == 404
+    assert (tool.status_code, tool.json()["status"]) == (200, "error")
     assert tool.json()["response"] == "No pending tool request found to execute."
     assert tool.json()["actions_taken"] == ["no_pending_tool"]
+    assert tool.json()["error"]["code"] == "approval_not_found"
     memory = await chat(client, "[MEMORY_SHOWN] nothing")
-    assert memory.status_code == 404
+    assert (memory.status_code, memory.json()["status"]) == (200, "error")
+    assert memory.json()["response"] == "No pending memory request found to execute."
     assert memory.json()["actions_taken"] == ["no_pending_memory"]
 
 
@@ -153,23 +158,67 @@ async def test_mismatched_name_or_id_keeps_the_pending_request(
     memory = (await chat(client, "search vault")).json()
 
     wrong_tool = await chat(client, "[TOOL_EXECUTED] file_write - CONFIRMED")
-    assert wrong_tool.status_code == 409
+    assert (wrong_tool.status_code, wrong_tool.json()["status"]) == (200, "error")
     assert wrong_tool.json()["actions_taken"] == ["tool_authorization_mismatch"]
-    assert "pending='command_exec' but received='file_write'" in wrong_tool.json()["response"]
-    assert (await chat(client, "[TOOL_DENIED] vector_query")).status_code == 409
+    assert wrong_tool.json()["response"] == (
+        "Tool authorization mismatch: pending='command_exec' but received='file_write'"
+    )
     wrong_memory = await chat(client, "[MEMORY_SHOWN] not-the-id")
-    assert wrong_memory.status_code == 409
+    assert (wrong_memory.status_code, wrong_memory.json()["status"]) == (200, "error")
     assert wrong_memory.json()["actions_taken"] == ["memory_authorization_mismatch"]
+    assert wrong_memory.json()["response"] == (
+        f"Memory authorization mismatch: pending='{memory['request_id']}' but received='not-the-id'"
+    )
 
     pending = (await client.get("/v1/approvals", params={"session_id": "sess-1"})).json()
     assert {p["request_id"] for p in pending["pending"]} == {
         tool["request_id"],
         memory["request_id"],
     }
-    assert (await chat(client, "[TOOL_EXECUTED] command_exec - CONFIRMED")).status_code == 200
-    assert (await chat(client, f"[MEMORY_SHOWN] {memory['request_id']}")).status_code == 200
+    ran = await chat(client, "[TOOL_EXECUTED] command_exec - CONFIRMED")
+    assert (ran.status_code, ran.json()["status"]) == (200, "completed")
+    shown = await chat(client, f"[MEMORY_SHOWN] {memory['request_id']}")
+    assert (shown.status_code, shown.json()["status"]) == (200, "completed")
     assert len(peers.tools.requests) == 1
     assert len(peers.memory.requests) == 1
+
+
+async def test_a_tool_denial_clears_whatever_tool_is_pending(
+    client: httpx.AsyncClient, peers: GrpcPeers
+) -> None:
+    """The original's [TOOL_DENIED] removed the pending tool whatever name it carried."""
+    first = (await chat(client, "write a file")).json()
+    second = (await chat(client, "write another file")).json()
+    memory = (await chat(client, "search vault")).json()
+
+    denied = await chat(client, "[TOOL_DENIED] vector_query")
+    assert (denied.status_code, denied.json()["status"]) == (200, "completed")
+    assert denied.json()["response"] == "Tool 'vector_query' execution denied."
+    assert denied.json()["actions_taken"] == ["Tool denied: vector_query"]
+    pending = (await client.get("/v1/approvals", params={"session_id": "sess-1"})).json()
+    assert [p["request_id"] for p in pending["pending"]] == [memory["request_id"]]
+    for request_id in (first["request_id"], second["request_id"]):
+        assert (await decide(client, request_id, "approve")).status_code == 409
+    nothing = (await chat(client, "[TOOL_DENIED] command_exec")).json()
+    assert (nothing["status"], nothing["response"]) == (
+        "completed",
+        "Tool 'command_exec' execution denied.",
+    )
+    assert peers.tools.requests == []
+
+
+async def test_a_memory_denial_with_another_id_clears_the_pending_memory_request(
+    client: httpx.AsyncClient, peers: GrpcPeers
+) -> None:
+    memory = (await chat(client, "search vault")).json()
+    tool = (await chat(client, "write a file")).json()
+    denied = (await chat(client, "[MEMORY_DENIED] some-other-id")).json()
+    assert denied["response"] == "Memory request 'some-other-id' denied."
+    assert denied["actions_taken"] == ["Memory denied: some-other-id"]
+    assert denied["request_id"] == memory["request_id"]
+    pending = (await client.get("/v1/approvals", params={"session_id": "sess-1"})).json()
+    assert [p["request_id"] for p in pending["pending"]] == [tool["request_id"]]
+    assert peers.memory.requests == []
 
 
 async def test_many_pending_requests_per_session_are_each_approvable(
@@ -261,11 +310,12 @@ async def test_requests_of_another_twin_cannot_be_approved_by_chat(
             "session_id": "sess-1",
         },
     )
-    assert other.status_code == 404
+    assert (other.status_code, other.json()["status"]) == (200, "error")
+    assert other.json()["actions_taken"] == ["no_pending_tool"]
     assert peers.tools.requests == []
 
 
-async def test_expired_requests_get_a_clear_reply_and_410(
+async def test_expired_requests_get_a_clear_reply_and_410_from_the_api(
     client: httpx.AsyncClient, clock: FakeClock, peers: GrpcPeers
 ) -> None:
     memory = (await chat(client, "search the vault")).json()
@@ -275,7 +325,8 @@ async def test_expired_requests_get_a_clear_reply_and_410(
     listed = (await client.get("/v1/approvals", params={"session_id": "sess-1"})).json()
     assert listed["pending"] == []
     by_chat = await chat(client, "[TOOL_EXECUTED] command_exec - CONFIRMED")
-    assert by_chat.status_code == 410
+    assert (by_chat.status_code, by_chat.json()["status"]) == (200, "error")
+    assert by_chat.json()["error"]["code"] == "approval_expired"
     assert "expired" in by_chat.json()["response"]
     assert by_chat.json()["actions_taken"] == ["approval_expired"]
     by_api = await decide(client, memory["request_id"], "approve")
@@ -366,8 +417,7 @@ async def test_concurrent_approvals_run_the_tool_once(
         chat(client, "[TOOL_EXECUTED] command_exec - CONFIRMED"),
         decide(client, tool["request_id"], "deny"),
     )
-    assert sorted(reply.status_code for reply in replies)[0] == 200
-    assert sum(reply.status_code == 200 for reply in replies) == 1
+    assert sum(reply.json()["status"] == "completed" for reply in replies) == 1
     assert len(peers.tools.requests) <= 1
 
 

@@ -8,7 +8,6 @@ import httpx
 import pytest
 
 from phoenix_orchestrator.app import create_app
-from phoenix_orchestrator.deps import get_chat_service
 from tests.orchestrator.conftest import FakeClock, GrpcPeers, SettingsFactory
 
 
@@ -108,10 +107,10 @@ async def test_unexpected_errors_are_a_generic_500_without_internals(
 ) -> None:
     app = create_app(make_settings(), clock=clock)
 
-    def broken() -> None:
-        raise RuntimeError("secret internal detail")
+    class Broken:
+        async def chat(self, *_: object, **__: object) -> None:
+            raise RuntimeError("secret internal detail")
 
-    app.dependency_overrides[get_chat_service] = broken
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(
@@ -119,6 +118,7 @@ async def test_unexpected_errors_are_a_generic_500_without_internals(
             base_url="http://orchestrator",
         ) as client,
     ):
+        app.state.chat = Broken()
         reply = await client.post(
             "/chat", json={"message": "hi", "twin_id": "t", "session_id": "s"}
         )

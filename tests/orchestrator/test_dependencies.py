@@ -6,6 +6,10 @@ import asyncio
 
 import grpc
 import httpx
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from phoenix_orchestrator.app import create_app
 from tests.orchestrator.conftest import FakeClock, GrpcPeers, SettingsFactory, serving
@@ -70,9 +74,10 @@ async def test_tools_down_is_a_503_with_a_clear_reply(
 async def test_tools_refusals_map_to_clear_status_codes(
     client: httpx.AsyncClient, peers: GrpcPeers
 ) -> None:
+    """A refusal is about the request: a chat reply (200, status error); a failure is a 502."""
     cases = [
-        (grpc.StatusCode.PERMISSION_DENIED, 403, "forbidden_by_dependency"),
-        (grpc.StatusCode.INVALID_ARGUMENT, 422, "rejected_by_dependency"),
+        (grpc.StatusCode.PERMISSION_DENIED, 200, "forbidden_by_dependency"),
+        (grpc.StatusCode.INVALID_ARGUMENT, 200, "rejected_by_dependency"),
         (grpc.StatusCode.INTERNAL, 502, "dependency_failed"),
     ]
     for code, status, error_code in cases:
@@ -80,6 +85,7 @@ async def test_tools_refusals_map_to_clear_status_codes(
         await chat(client, "write a file")
         ran = await chat(client, "[TOOL_EXECUTED] command_exec - CONFIRMED")
         assert ran.status_code == status
+        assert ran.json()["status"] == "error"
         assert ran.json()["error"]["code"] == error_code
         assert f"policy says no ({code.name})" in ran.json()["response"]
 
@@ -117,15 +123,43 @@ async def test_slow_tools_hit_the_deadline_and_get_a_504(
 
 
 async def test_trace_context_flows_from_the_caller_to_memory(
-    client: httpx.AsyncClient, peers: GrpcPeers
+    make_settings: SettingsFactory, peers: GrpcPeers, clock: FakeClock
 ) -> None:
+    """With tracing configured: one server span per request, a child of the caller's."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    settings = make_settings(memory_grpc_addr=peers.memory_addr, tools_grpc_addr=peers.tools_addr)
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     traceparent = f"00-{trace_id}-00f067aa0ba902b7-01"
+    async with serving(create_app(settings, clock=clock, tracer_provider=provider)) as client:
+        asked = (await chat(client, "search the vault")).json()
+        await client.post(
+            "/chat",
+            json={"message": f"[MEMORY_SHOWN] {asked['request_id']}", **SESSION},
+            headers={"traceparent": traceparent},
+        )
+        await client.get("/health")
+    sent = peers.memory.metadata[0]["traceparent"]
+    assert sent.split("-")[1] == trace_id
+    spans = exporter.get_finished_spans()
+    assert [span.kind for span in spans] == [SpanKind.SERVER, SpanKind.SERVER]  # not /health
+    approved = spans[1]
+    assert approved.context is not None
+    assert approved.parent is not None
+    assert f"{approved.context.trace_id:032x}" == trace_id
+    assert f"{approved.parent.span_id:016x}" == "00f067aa0ba902b7"
+    assert sent.split("-")[2] == f"{approved.context.span_id:016x}"
+
+
+async def test_without_a_tracer_provider_nothing_is_traced(
+    client: httpx.AsyncClient, peers: GrpcPeers
+) -> None:
+    """The default (no OTLP endpoint): no spans, so no trace context is sent downstream."""
     asked = (await chat(client, "search the vault")).json()
     await client.post(
         "/chat",
         json={"message": f"[MEMORY_SHOWN] {asked['request_id']}", **SESSION},
-        headers={"traceparent": traceparent},
+        headers={"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
     )
-    sent = peers.memory.metadata[0]["traceparent"]
-    assert sent.split("-")[1] == trace_id
+    assert "traceparent" not in peers.memory.metadata[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from phoenix_orchestrator.backends import execution_args, missing_args
+from phoenix_orchestrator.tool_args import execution_args, missing_args
 
 
 @pytest.mark.parametrize(

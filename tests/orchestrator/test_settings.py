@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -115,3 +117,15 @@ def test_unwritable_state_dir_exits_2_naming_the_variable(
     monkeypatch.setenv("ORCHESTRATOR_STATE_DIR", str(blocker / "state"))
     assert main([]) == 2
     assert "ORCHESTRATOR_STATE_DIR" in capsys.readouterr().err
+
+
+def test_a_chatting_orchestrator_does_not_import_grpc_or_the_llm_client() -> None:
+    """grpc loads on the first approved run, httpx with an LLM provider: resident memory."""
+    probe = (
+        "import sys, phoenix_orchestrator.app; "
+        "print(' '.join(m for m in ('grpc', 'httpx', 'tenacity') if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert loaded == []

@@ -8,6 +8,7 @@ Policy-level rows (A2-A4) are also covered in depth by test_policy.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import secrets
@@ -31,12 +32,31 @@ from tests.tools.conftest import Running
 LAB = "twin-lab"
 
 
-def sandbox_uid_processes() -> list[psutil.Process]:
+def sandbox_uid_processes(*servers: Running) -> list[psutil.Process]:
+    """Live processes of the sandbox uid, except the idle sandboxes ``servers`` keep ready
+    for later commands (warm.py): those never ran a command, so nothing of an attack."""
+    idle = set()
+    pools = [s.tools.executor.runtime.pool for s in servers]
+    for box in (box for pool in pools if pool is not None for box in pool.ready()):
+        with contextlib.suppress(psutil.Error):
+            leader = psutil.Process(box.started.proc.pid)
+            idle |= {leader.pid, *(c.pid for c in leader.children(recursive=True))}
     found = []
     for proc in psutil.process_iter(["uids", "status"]):
         uids = proc.info["uids"]
-        if uids is not None and uids.real == 65534 and proc.info["status"] != "zombie":
+        live = uids is not None and uids.real == 65534 and proc.info["status"] != "zombie"
+        if live and proc.pid not in idle:
             found.append(proc)
+    return found
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Live (not zombie) processes with ``text`` in their command line."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        cmdline = " ".join(proc.info["cmdline"] or ())
+        if text in cmdline and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(proc.pid)
     return found
 
 
@@ -69,7 +89,7 @@ async def test_f1_shadow_is_not_readable(tools: Running) -> None:
     response = await tools.run(LAB, "cat", "/etc/shadow")
     assert response.exit_code != 0
     assert list(response.stdout_logs) == []
-    assert "No such file or directory" in response.stderr_logs[0]
+    assert "No such file or directory" in response.stderr_logs[0], response
 
 
 async def test_f1_shadow_is_not_readable_even_when_present_in_the_view(
@@ -336,7 +356,7 @@ async def test_r1_fork_bomb_hits_the_process_limit_and_leaves_nothing(tools: Run
     assert int(words[2]) < 64
     assert words[3] == "11"  # EAGAIN
     assert await healthy(tools)
-    assert await wait_until(lambda: not sandbox_uid_processes())
+    assert await wait_until(lambda: not sandbox_uid_processes(tools))
 
 
 async def test_r2_memory_bomb_gets_memory_error(tools: Running) -> None:
@@ -367,7 +387,7 @@ async def test_r4_cpu_spin_is_killed(tools: Running) -> None:
     assert not response.success
     # RLIMIT_CPU (2 s here) is the backstop: SIGXCPU arrives before the 4 s wall timeout.
     assert response.exit_code in (124, 128 + signal.SIGXCPU, 128 + signal.SIGKILL)
-    assert await wait_until(lambda: not sandbox_uid_processes())
+    assert await wait_until(lambda: not sandbox_uid_processes(tools))
 
 
 async def test_r4_wall_clock_timeout_kills_a_sleeper(tools: Running) -> None:
@@ -393,10 +413,10 @@ async def test_r6_orphans_do_not_survive_exit_or_timeout(tools: Running) -> None
         "(sleep 303 &) ; echo started",
     )
     assert list(exited.stdout_logs) == ["started"]
-    assert await wait_until(lambda: not sandbox_uid_processes())
+    assert await wait_until(lambda: not sandbox_uid_processes(tools))
     timed_out = await tools.sh(LAB, "trap '' TERM HUP INT; setsid sleep 304 & sleep 305")
     assert timed_out.exit_code == 124
-    assert await wait_until(lambda: not sandbox_uid_processes())
+    assert await wait_until(lambda: not sandbox_uid_processes(tools))
 
 
 async def test_r7_a_child_holding_stdout_does_not_hang_the_service(tools: Running) -> None:
@@ -405,11 +425,14 @@ async def test_r7_a_child_holding_stdout_does_not_hang_the_service(tools: Runnin
     assert list(response.stdout_logs) == ["done"]
 
 
-async def test_r7_fallback_mode_drains_and_kills_pipe_holders(fallback_tools: Running) -> None:
+async def test_r7_fallback_mode_drains_and_kills_pipe_holders(
+    fallback_tools: Running, tools: Running
+) -> None:
     response = await fallback_tools.sh(LAB, "(sleep 60; echo late) & echo done")
     assert response.exit_code == 0
     assert list(response.stdout_logs) == ["done"]
-    assert await wait_until(lambda: not sandbox_uid_processes())
+    # `tools` (a session fixture) keeps its sandboxes ready meanwhile: they are not leftovers.
+    assert await wait_until(lambda: not sandbox_uid_processes(fallback_tools, tools))
 
 
 async def test_r8_stdin_is_at_eof(tools: Running) -> None:
@@ -446,15 +469,59 @@ async def test_r9_the_sandbox_dies_with_the_service(tools: Running) -> None:
         return found
 
     try:
-        # Kill mid-command: once `sleep` itself runs inside the sandbox, not while the
-        # setpriv/prlimit/bwrap chain is still being exec'd (--die-with-parent is armed
-        # only when bwrap starts; a crash inside that window is a documented limit).
+        # Kill mid-command, once `sleep` itself runs inside the sandbox (a kill while the
+        # chain is still being exec'd is the next test).
         assert await wait_until(lambda: bool(sleeping(command_only=True)), timeout_s=20)
         service.send_signal(signal.SIGKILL)
         assert await wait_until(lambda: not sleeping())
     finally:
         service.kill()
         service.wait()
+
+
+async def test_r9_a_kill_while_the_chain_is_still_execing_leaves_nothing(
+    tools: Running,
+) -> None:
+    """Killed before bwrap has started, so before its --die-with-parent is armed: the chain's
+    choom step is held open for a while by a wrapper, and the service is killed meanwhile.
+    setpriv's --pdeathsig must take the rest of the chain down (without it, the chain went
+    on to start the sandbox as an orphan)."""
+    marker = f"r9chain-{secrets.token_hex(6)}"
+    root = tools.settings.sandbox_dir.parent / marker
+    root.mkdir(mode=0o755)
+    slow_choom = root / "slow-choom"
+    slow_choom.write_text(f'#!/bin/sh\nsleep 2\nexec {shutil.which("choom")} "$@"\n')
+    slow_choom.chmod(0o755)
+    script = textwrap.dedent(f"""
+        import asyncio
+        from phoenix_tools.runtime import SandboxRuntime
+        from phoenix_tools.settings import ToolsSettings
+        runtime = SandboxRuntime(ToolsSettings(SANDBOX_DIR={str(root / "sandbox")!r},
+                                               TOOLS_EXEC_TIMEOUT_MS=60000))
+        runtime.prepare()
+        runtime.choom = {str(slow_choom)!r}
+        asyncio.run(runtime.run("twin-lab", ["/usr/bin/sleep", "600"], mode="bwrap"))
+    """)
+    service = subprocess.Popen([sys.executable, "-c", script])  # noqa: ASYNC220
+
+    def chain() -> list[int]:
+        return [p for p in processes_mentioning(marker) if p != service.pid]
+
+    try:
+        assert await wait_until(lambda: bool(chain()), timeout_s=30)
+        names = set()
+        for pid in chain():
+            with contextlib.suppress(psutil.Error):
+                names.add(psutil.Process(pid).name())
+        assert "bwrap" not in names, names  # killed inside the window, as intended
+        service.send_signal(signal.SIGKILL)
+        # The wrapper sleeps 2 s before exec'ing the rest; give a survivor time to show.
+        await asyncio.sleep(3)
+        assert chain() == []
+    finally:
+        service.kill()
+        service.wait()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 # --- 5.5 Privilege and kernel surface -------------------------------------------------------

@@ -135,6 +135,8 @@ def test_malformed_requests_are_invalid_input_with_the_field_named(
 def test_file_write_content_may_exceed_the_argv_cap() -> None:
     request = ok(command="file_write", args=["f", "x" * (512 * 1024)])
     assert request.args[0] == "f"
+    keyed = ok(command="file_write", args=["content=" + "x" * (512 * 1024), "path=f"])
+    assert keyed.args[1] == "path=f"
 
 
 # --- file_write paths (F8) ------------------------------------------------------------------
@@ -146,7 +148,7 @@ def test_file_write_paths_that_leave_the_workspace_are_permission_denied(path: s
         workdir.validate_relative_path(path)
 
 
-@pytest.mark.parametrize("path", ["", "a b", "x\u00a0", "a\\b", "a/" * 20 + "x"])
+@pytest.mark.parametrize("path", ["", "a b", "x\u00a0", "a\\b", "a/" * 20 + "x", "k=v"])
 def test_file_write_paths_with_odd_characters_are_invalid(path: str) -> None:
     with pytest.raises(InvalidInput):
         workdir.validate_relative_path(path)

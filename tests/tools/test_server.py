@@ -119,6 +119,54 @@ async def test_file_write_needs_path_and_content(tools: Running) -> None:
     assert "[relative_path, content]" in (err.value.details() or "")
 
 
+async def test_file_write_in_the_original_orchestrators_key_value_shape(
+    tools: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The original sends sorted key=value strings; positionally that wrote a file named
+    'content=hi' holding 'path=a.txt' and reported success."""
+    with caplog.at_level(logging.INFO, logger="phoenix_tools.audit"):
+        reply = await tools.run("twin-sentinel", "file_write", "content=hi there", "path=a.txt")
+    assert reply.success, reply.message
+    workspace = tools.settings.sandbox_dir / "twin-sentinel" / "workspace"
+    assert (workspace / "a.txt").read_text() == "hi there"
+    assert not list(workspace.glob("*=*"))
+    record = next(r for r in caplog.records if getattr(r, "execution_id", "") == reply.execution_id)
+    assert record.argv == ["file_write", "a.txt", "<8 bytes>"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["content=x"], "missing path"),
+        (["path=a.txt"], "missing content"),
+        (["content=x", "path=a", "mode=0777"], "args[2] is not one of"),
+        (["content=x", "content=y", "path=a"], "names 'content' twice"),
+        (["a=b.txt", "x"], "args[0] is not one of"),
+    ],
+)
+async def test_file_write_that_is_neither_shape_is_refused_and_writes_nothing(
+    tools: Running, args: list[str], fragment: str
+) -> None:
+    workspace = tools.settings.sandbox_dir / "twin-sentinel" / "workspace"
+    before = sorted(p.name for p in workspace.rglob("*")) if workspace.exists() else []
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await tools.run("twin-sentinel", "file_write", *args)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert fragment in (err.value.details() or "")
+    after = sorted(p.name for p in workspace.rglob("*")) if workspace.exists() else []
+    assert after == before
+
+
+async def test_vector_query_in_the_original_orchestrators_key_value_shape(
+    tools: Running, memory_fake: tuple[FakeMemory, int]
+) -> None:
+    fake, _ = memory_fake
+    response = await tools.run("twin-trace", "vector_query", "namespace=threat.intel", "query=x y")
+    assert response.success, response.message
+    sent = fake.requests[-1]
+    assert (sent.query, sent.namespace, sent.top_k) == ("x y", "threat.intel", 10)
+
+
 async def test_vector_query_asks_the_memory_service(
     tools: Running, memory_fake: tuple[FakeMemory, int]
 ) -> None:
@@ -174,7 +222,6 @@ async def test_vector_query_without_memory_is_unavailable(
         ("twin-aegis", "", [], "command is required"),
         ("", "ls", [], "twin_id is required"),
         ("../../etc", "ls", [], "is invalid"),
-        ("user_0123456789abcdef", "ls", [], "unknown twin_id"),
         ("twin-aegis", "ls\x00", [], "NUL"),
         ("twin-aegis", "echo", ["a\x00b"], "NUL"),
         ("twin-aegis", "echo", ["x" * 200_000], "at most 131072"),
@@ -187,6 +234,18 @@ async def test_bad_input_is_invalid_argument(
         await tools.run(twin, command, *args)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert fragment in (err.value.details() or "")
+
+
+async def test_an_unknown_twin_is_a_policy_violation_as_in_the_original(tools: Running) -> None:
+    """The original's UI uses ids like user_<16 hex>; its clients expect success=false."""
+    response = await tools.run("user_0123456789abcdef", "command_exec", "echo hi")
+    assert not response.success
+    assert response.exit_code == 1
+    reason = "Twin 'user_0123456789abcdef' is not authorized to execute 'command_exec'"
+    assert response.message == reason
+    assert list(response.stderr_logs) == [f"Policy violation: {reason}"]
+    assert list(response.stdout_logs) == []
+    assert response.execution_id
 
 
 async def test_every_execution_is_audited(tools: Running, caplog: pytest.LogCaptureFixture) -> None:
@@ -323,13 +382,20 @@ async def test_reflection_lists_the_tools_service(tools: Running) -> None:
     assert "grpc.health.v1.Health" in names
 
 
-async def test_popen_drops_privileges_when_setpriv_is_missing(sandbox_root: Path) -> None:
+async def test_without_setpriv_a_root_service_refuses_rather_than_fork_or_run_as_root(
+    sandbox_root: Path,
+) -> None:
+    """No Popen(user=...) fallback: that would fork() the gRPC process (runner.py)."""
+    from phoenix_common.errors import FailedPrecondition
+    from phoenix_tools import selftest
     from phoenix_tools.runtime import SandboxRuntime
 
-    runtime = SandboxRuntime(make_settings(sandbox_root / "popen"))
+    runtime = SandboxRuntime(make_settings(sandbox_root / "no-setpriv"))
     runtime.prepare()
+    assert runtime.drop_privileges  # the tests run as root, as the service may
     runtime.setpriv = None  # as on an image without util-linux's setpriv
-    result = await runtime.run(
-        "twin-aegis", ["/bin/sh", "-c", "id -u; id -G; grep CapEff /proc/self/status"], mode="bwrap"
-    )
-    assert result.stdout == ["65534", "65534", "CapEff:\t0000000000000000"]
+    with pytest.raises(FailedPrecondition, match="setpriv"):
+        await runtime.run("twin-aegis", ["/usr/bin/id", "-u"], mode="bwrap")
+    mode, reason = await selftest.run_selftest(runtime)
+    assert mode == "unavailable"
+    assert "setpriv" in reason

@@ -95,7 +95,7 @@ RBAC rules on the namespaced resources the operator reads and writes: exactly wh
   resources: [configmaps, secrets, serviceaccounts, services]
   verbs: [get, list, watch, create, patch, update, delete]
 - apiGroups: [apps]
-  resources: [deployments]
+  resources: [deployments, statefulsets]
   verbs: [get, list, watch, create, patch, update, delete]
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]

@@ -11,9 +11,18 @@ import json
 import logging
 import sys
 import time
-from typing import Any
+from typing import Any, Protocol
 
-from phoenix_common.settings import CommonSettings
+
+class LogSettings(Protocol):
+    """What ``configure`` reads (a CommonSettings, or the telemetry producer's plain settings)."""
+
+    @property
+    def log_level(self) -> str: ...
+
+    @property
+    def log_format(self) -> str: ...
+
 
 # Attributes every LogRecord has; anything else came from ``extra=`` and is a field.
 _RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -47,7 +56,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
-def configure(settings: CommonSettings, component: str) -> None:
+def configure(settings: LogSettings, component: str) -> None:
     """Install the formatter and level on the root logger; call once, at process start."""
     handler = logging.StreamHandler(sys.stderr)
     if settings.log_format == "json":

@@ -5,6 +5,11 @@ configured, spans are exported over OTLP/gRPC; tests may pass their own span
 processor (an in-memory exporter) instead. W3C trace context is the propagator,
 so a trace started at the gateway continues through the orchestrator into the
 memory and tools services.
+
+With neither, no SDK provider is installed: the API's no-op tracer is left in
+place, spans cost nothing, and FastAPI's native telemetry stays off. Recording
+spans that no processor would ever export cost the chat path a measurable share
+of its time (bench/chat.py) for nothing.
 """
 
 from __future__ import annotations
@@ -23,8 +28,10 @@ def configure_tracing(
     component: str,
     *,
     extra_processor: SpanProcessor | None = None,
-) -> TracerProvider:
-    """Create and install the process's TracerProvider."""
+) -> TracerProvider | None:
+    """Create and install the process's TracerProvider; None when there is nowhere to send spans."""
+    if not settings.otlp_endpoint and extra_processor is None:
+        return None
     resource = Resource.create(
         {
             SERVICE_NAME: settings.service_name or f"phoenix-{component}",

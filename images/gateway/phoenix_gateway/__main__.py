@@ -1,33 +1,42 @@
-"""``phoenix-gateway``: serve the gateway; ``phoenix-gateway telemetry``: the telemetry producer."""
+"""``phoenix-gateway``: serve the gateway; ``phoenix-gateway telemetry``: the telemetry producer.
+
+The two processes import only what each needs: the telemetry producer never
+loads the gateway's web framework, pydantic or OpenTelemetry.
+"""
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
 
-import uvicorn
-from pydantic import ValidationError
-
-from phoenix_common import logging as phoenix_logging
-from phoenix_common.errors import PhoenixError
-from phoenix_common.settings import config_error_message
-from phoenix_common.telemetry import configure_tracing
-from phoenix_gateway.observability import redact_server_logs
-from phoenix_gateway.settings import GatewaySettings, TelemetrySettings, from_environment
-
-logger = logging.getLogger(__name__)
+USAGE = "usage: phoenix-gateway [gateway|telemetry]\n"
 
 
 def _serve_gateway() -> int:
-    from phoenix_gateway.app import create_app  # noqa: PLC0415 - after logging is set up
+    import logging  # noqa: PLC0415 - each process imports what it needs, see above
 
-    settings = from_environment(GatewaySettings)
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from phoenix_common import logging as phoenix_logging  # noqa: PLC0415
+    from phoenix_common.asgi import serve  # noqa: PLC0415
+    from phoenix_common.errors import PhoenixError  # noqa: PLC0415
+    from phoenix_common.settings import config_error_message  # noqa: PLC0415
+    from phoenix_common.telemetry import configure_tracing  # noqa: PLC0415
+    from phoenix_gateway.observability import redact_server_logs  # noqa: PLC0415
+    from phoenix_gateway.settings import GatewaySettings, from_environment  # noqa: PLC0415
+
+    logger = logging.getLogger("phoenix_gateway")
+    try:
+        settings = from_environment(GatewaySettings)
+    except ValidationError as err:
+        print(config_error_message("gateway", err), file=sys.stderr)
+        return 2
     phoenix_logging.configure(settings, "gateway")
     redact_server_logs()
-    configure_tracing(settings, "gateway")
+    provider = configure_tracing(settings, "gateway")
+    from phoenix_gateway.app import create_app  # noqa: PLC0415 - after logging is set up
+
     try:
-        app = create_app(settings)
+        app = create_app(settings, tracer_provider=provider)
     except PhoenixError as err:
         logger.error("cannot start: %s", err)
         return 2
@@ -37,48 +46,30 @@ def _serve_gateway() -> int:
             "host": settings.host,
             "port": settings.port,
             "orchestrator": settings.orchestrator_url,
+            "local_no_auth": settings.local_no_auth,
+            "cors_origins": list(settings.cors_origins),
         },
     )
-    uvicorn.run(
+    serve(
         app,
         host=settings.host,
         port=settings.port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
+        websockets=True,
         ws_max_size=settings.ws_max_message_bytes,
-        timeout_graceful_shutdown=5,
-    )
-    return 0
-
-
-def _serve_telemetry() -> int:
-    from phoenix_gateway.telemetry.app import create_app  # noqa: PLC0415
-
-    settings = from_environment(TelemetrySettings)
-    phoenix_logging.configure(settings, "telemetry")
-    configure_tracing(settings, "telemetry")
-    logger.info("telemetry listening", extra={"host": settings.host, "port": settings.port})
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=2,
     )
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="phoenix-gateway", description=__doc__)
-    parser.add_argument("process", nargs="?", choices=["gateway", "telemetry"], default="gateway")
-    args = parser.parse_args(argv)
-    try:
-        return _serve_telemetry() if args.process == "telemetry" else _serve_gateway()
-    except ValidationError as err:
-        print(config_error_message("gateway", err), file=sys.stderr)
-        return 2
+    args = sys.argv[1:] if argv is None else argv
+    if args in ([], ["gateway"]):
+        return _serve_gateway()
+    if args == ["telemetry"]:
+        from phoenix_gateway.telemetry.server import main as serve_telemetry  # noqa: PLC0415
+
+        return serve_telemetry()
+    sys.stdout.write(USAGE) if args in (["-h"], ["--help"]) else sys.stderr.write(USAGE)
+    return 0 if args in (["-h"], ["--help"]) else 2
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import json
 import logging
 import secrets
 import time
@@ -23,11 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import jwt
-import yaml
-
 from phoenix_common.errors import InvalidInput
-from phoenix_gateway.settings import GatewaySettings
+from phoenix_gateway.settings import MIN_SESSION_SECRET_LENGTH, GatewaySettings
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +36,14 @@ MIN_KEY_LENGTH = 16
 
 @dataclass(frozen=True)
 class Principal:
-    """An authenticated caller: the twin it acts for and how it proved it."""
+    """A caller: the twin it acts for and how it proved it.
 
-    twin_id: str
-    method: Literal["api_key", "jwt", "session"]
+    ``twin_id`` None is an anonymous caller of the local no-auth mode (see
+    ``access``), who acts as whatever twin the request names.
+    """
+
+    twin_id: str | None
+    method: Literal["api_key", "jwt", "session", "local"]
     source: Literal["header", "query", "cookie"] = "header"
     expires_at: float | None = None  # epoch seconds; a JWT's exp, a session's expiry
 
@@ -90,8 +92,8 @@ class ApiKeys:
                     if not entry.name.startswith(".") and entry.is_file()
                 }
             else:
-                raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+                raw = _json_or_yaml(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as err:
             raise InvalidInput(f"GATEWAY_API_KEYS_FILE {path}: cannot read: {err}") from None
         return cls(parse_keys(raw, origin=str(path)))
 
@@ -141,6 +143,20 @@ class KeysFile:
         return self._keys
 
 
+def _json_or_yaml(text: str) -> object:
+    """JSON, else YAML (imported only for a YAML file: the gateway has no other use for it)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    import yaml  # noqa: PLC0415
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ValueError(str(err)) from None
+
+
 def parse_keys(raw: object, *, origin: str) -> dict[str, list[str]]:
     """Validate a parsed keys document; the message names the entry, never a key."""
     if not isinstance(raw, dict) or not raw:
@@ -162,15 +178,37 @@ def parse_keys(raw: object, *, origin: str) -> dict[str, list[str]]:
     return keys
 
 
-class SessionTokens:
-    """The console's cookie: ``<twin>.<expiry>.<HMAC>``, signed with a per-process secret.
+def session_secret(settings: GatewaySettings) -> bytes | None:
+    """The configured session-signing key (GATEWAY_SESSION_SECRET[_FILE]), or None if unset."""
+    if settings.session_secret is not None:
+        return settings.session_secret.get_secret_value().encode()
+    path = settings.session_secret_file
+    if path is None:
+        return None
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as err:
+        raise InvalidInput(f"GATEWAY_SESSION_SECRET_FILE {path}: cannot read: {err}") from None
+    except UnicodeDecodeError:  # the message would quote the key's bytes
+        raise InvalidInput(f"GATEWAY_SESSION_SECRET_FILE {path}: not UTF-8 text") from None
+    if len(value) < MIN_SESSION_SECRET_LENGTH:
+        raise InvalidInput(
+            f"GATEWAY_SESSION_SECRET_FILE {path}: the key must have at least "
+            f"{MIN_SESSION_SECRET_LENGTH} characters"
+        )
+    return value.encode()
 
-    The cookie never carries an API key; a gateway restart invalidates every
-    session (the console then logs in again).
+
+class SessionTokens:
+    """The console's cookie: ``<twin>.<expiry>.<HMAC>``.
+
+    Signed with the configured secret, so every replica of a gateway accepts the
+    others' cookies; without one, with a per-process random secret (``make run``),
+    and a gateway restart then signs everyone out. The cookie never carries an API key.
     """
 
-    def __init__(self, ttl_seconds: int = 12 * 3600) -> None:
-        self._secret = secrets.token_bytes(32)
+    def __init__(self, ttl_seconds: int = 12 * 3600, secret: bytes | None = None) -> None:
+        self._secret = secret or secrets.token_bytes(32)
         self.ttl_seconds = ttl_seconds
 
     def _mac(self, payload: str) -> str:
@@ -208,12 +246,16 @@ class JwtVerifier:
     def __init__(
         self, *, jwks_url: str, issuer: str, audience: str | None, twin_claim: str
     ) -> None:
+        import jwt  # noqa: PLC0415 - PyJWT and cryptography (~9 MiB) only when JWTs are used
+
         self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300, timeout=5)
         self._issuer = issuer
         self._audience = audience
         self._twin_claim = twin_claim
 
     def _verify(self, token: str) -> tuple[str, float] | None:
+        import jwt  # noqa: PLC0415 - loaded by __init__ already
+
         try:
             key = self._jwks.get_signing_key_from_jwt(token)
             claims = jwt.decode(
@@ -278,7 +320,7 @@ class Authenticator:
                 audience=settings.jwt_audience,
                 twin_claim=settings.jwt_twin_claim,
             )
-        return cls(keys, verifier)
+        return cls(keys, verifier, SessionTokens(secret=session_secret(settings)))
 
     async def authenticate(self, credential: Credential | None) -> Principal | None:
         """The caller behind ``credential``, or None when it is missing or not valid."""
@@ -320,12 +362,3 @@ def find_credential(
     if cookies.get(COOKIE_NAME):
         return Credential(cookies[COOKIE_NAME], "cookie")
     return None
-
-
-def same_origin(headers: Mapping[str, str]) -> bool:
-    """Whether a browser request's Origin (if any) is this host (cookies must not go cross-site)."""
-    origin = headers.get("origin")
-    if origin is None:
-        return True
-    host = headers.get("host", "")
-    return origin.split("://", 1)[-1].rstrip("/") == host

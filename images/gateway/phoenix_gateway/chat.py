@@ -2,18 +2,20 @@
 
 Routes (WebSocket and HTTP) call this module; it knows nothing about sockets.
 Error texts are the original's, so its UI shows them unchanged.
+
+Each frame is parsed and each reply read by pydantic straight from/to JSON
+bytes; the request goes out on a kept-alive connection (``upstream``). With
+tracing on, the call is a client span whose context travels in ``traceparent``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
-import httpx
+from opentelemetry import propagate, trace
 from pydantic import ValidationError
 
 from phoenix_gateway.contracts import (
@@ -23,9 +25,11 @@ from phoenix_gateway.contracts import (
     OrchestratorResponse,
     StatusUpdate,
 )
-from phoenix_gateway.observability import CHAT_LATENCY
+from phoenix_gateway.metrics import CHAT_LATENCY
+from phoenix_gateway.upstream import UpstreamClient, UpstreamError, UpstreamResponse
 
 logger = logging.getLogger(__name__)
+tracer = trace.get_tracer("phoenix_gateway.chat")
 
 MAX_ERROR_BODY = 500
 USER_MISMATCH = "User ID mismatch between path and request payload."
@@ -39,8 +43,8 @@ class ChatError(Exception):
         self.details = details
         self.outcome = outcome
 
-    def frame(self) -> dict[str, Any]:
-        return StatusUpdate(status="error", details=self.details).model_dump()
+    def frame(self) -> str:
+        return StatusUpdate(status="error", details=self.details).model_dump_json()
 
 
 def parse_frame(text: str, path_user_id: str) -> ChatFrame:
@@ -62,7 +66,7 @@ def parse_frame(text: str, path_user_id: str) -> ChatFrame:
 class Relay:
     """Forwards chat requests to ``POST {ORCHESTRATOR_URL}/chat``."""
 
-    client: httpx.AsyncClient
+    client: UpstreamClient
     default_namespace: str | None = None
 
     def request_for(self, frame: ChatFrame) -> OrchestratorRequest:
@@ -75,16 +79,23 @@ class Relay:
 
     async def send(self, request: OrchestratorRequest) -> CompleteMessage:
         """The orchestrator's reply as a ``complete_message``, or ChatError saying why not."""
+        headers = {"content-type": "application/json", "x-user-id": request.twin_id}
+        payload = request.model_dump_json().encode()
         started = time.perf_counter()
         try:
-            reply = await self.client.post(
-                "/chat",
-                json=request.model_dump(),
-                headers={"X-User-ID": request.twin_id},
-            )
-        except httpx.HTTPError as err:
+            if trace.get_current_span().is_recording():
+                with tracer.start_as_current_span("POST /chat", kind=trace.SpanKind.CLIENT):
+                    propagate.inject(headers)
+                    reply = await self.client.request(
+                        "POST", "/chat", body=payload, headers=headers.items()
+                    )
+            else:
+                reply = await self.client.request(
+                    "POST", "/chat", body=payload, headers=headers.items()
+                )
+        except (UpstreamError, ValueError) as err:
             raise ChatError(
-                f"Orchestrator error: Request to orchestrator failed: {type(err).__name__}: {err}",
+                f"Orchestrator error: Request to orchestrator failed: {err}",
                 "orchestrator_unreachable",
             ) from None
         elapsed = time.perf_counter() - started
@@ -97,8 +108,8 @@ class Relay:
                     "orchestrator_reply",
                 )
             raise ChatError(
-                f"Orchestrator error: Orchestrator returned error status {reply.status_code}: "
-                f"{reply.text[:MAX_ERROR_BODY]}",
+                f"Orchestrator error: Orchestrator returned error status {reply.status}: "
+                f"{reply.body[:MAX_ERROR_BODY].decode(errors='replace')}",
                 "orchestrator_status",
             )
         # An error reply in the chat shape (an expired approval, a mismatch, a backend
@@ -118,8 +129,8 @@ class Relay:
         )
 
 
-def _chat_response(reply: httpx.Response) -> OrchestratorResponse | None:
+def _chat_response(reply: UpstreamResponse) -> OrchestratorResponse | None:
     try:
-        return OrchestratorResponse.model_validate(reply.json())
-    except (ValidationError, json.JSONDecodeError, UnicodeDecodeError):
+        return OrchestratorResponse.model_validate_json(reply.body)
+    except ValidationError:
         return None

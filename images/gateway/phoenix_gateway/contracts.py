@@ -54,6 +54,9 @@ class OrchestratorResponse(BaseModel):
     error: dict[str, Any] | None = None
 
 
+OMITTED_WHEN_ABSENT = ("raw_orchestrator_decision", "tool_result", "error")
+
+
 class CompleteMessage(BaseModel):
     """The reply to one chat frame."""
 
@@ -71,13 +74,10 @@ class CompleteMessage(BaseModel):
     tool_result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
 
-    def to_frame(self) -> dict[str, Any]:
+    def to_frame(self) -> str:
         """The JSON frame: ``issued_command`` always present; absent optional fields omitted."""
-        frame = self.model_dump()
-        for optional in ("raw_orchestrator_decision", "tool_result", "error"):
-            if frame[optional] is None:
-                del frame[optional]
-        return frame
+        absent = {name for name in OMITTED_WHEN_ABSENT if getattr(self, name) is None}
+        return self.model_dump_json(exclude=absent)
 
 
 class StatusUpdate(BaseModel):

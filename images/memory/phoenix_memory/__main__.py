@@ -18,8 +18,6 @@ from phoenix_common.errors import DependencyUnavailable, InvalidInput
 from phoenix_common.metrics import serve_metrics
 from phoenix_common.settings import config_error_message
 from phoenix_common.telemetry import configure_tracing
-from phoenix_memory import server
-from phoenix_memory.archive import Archive
 from phoenix_memory.settings import MemorySettings
 
 logger = logging.getLogger("phoenix_memory")
@@ -29,6 +27,11 @@ EXIT_CONFIG = 2
 
 
 async def serve(settings: MemorySettings) -> int:
+    # Imported once the settings are valid: qdrant-client and ONNX Runtime take seconds to
+    # import, and a configuration error should not wait for them.
+    from phoenix_memory import backup, server  # noqa: PLC0415
+    from phoenix_memory.archive import Archive  # noqa: PLC0415
+
     store = server.build_store(settings)
     try:
         await server.wait_for_store(
@@ -46,7 +49,13 @@ async def serve(settings: MemorySettings) -> int:
         logger.critical("embedder not available: %s", err)
         await store.close()
         return EXIT_CONFIG if isinstance(err, InvalidInput) else EXIT_UNAVAILABLE
-    archive = Archive(settings.twin(), store, embedder)
+    archive = Archive(
+        settings.twin(),
+        store,
+        embedder,
+        tenancy=settings.tenancy,
+        policies=settings.policies(),
+    )
     try:
         running = await server.start(
             archive,
@@ -58,6 +67,20 @@ async def serve(settings: MemorySettings) -> int:
         logger.critical("%s", err)
         await archive.close()
         return EXIT_CONFIG
+    if any(policy.retains for policy in archive.policies.values()):
+        running.run_in_background(
+            server.enforce_retention(archive, interval_s=settings.retention_interval_s)
+        )
+    if settings.backup_interval_s:
+        running.run_in_background(
+            backup.schedule(
+                store,
+                settings.twin(),
+                interval_s=settings.backup_interval_s,
+                keep=settings.backup_keep,
+                backup_dir=settings.backup_dir,
+            )
+        )
     try:
         serve_metrics(settings.metrics_port)
     except OSError as err:
@@ -73,6 +96,7 @@ async def serve(settings: MemorySettings) -> int:
             "store": store.description,
             "embedder": embedder.description,
             "twin": f"{settings.twin_namespace}/{settings.twin_name}",
+            "tenancy": settings.tenancy,
         },
     )
     stop = asyncio.Event()

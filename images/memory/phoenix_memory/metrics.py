@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 OPERATION_SECONDS = Histogram(
     "phoenix_memory_operation_seconds",
@@ -17,4 +17,18 @@ EMBEDDING_BATCH_TEXTS = Histogram(
 )
 STORAGE_UP = Gauge(
     "phoenix_memory_storage_up", "1 while the last heartbeat reached the storage backend."
+)
+DEDUPLICATED = Counter(
+    "phoenix_memory_deduplicated_total",
+    "Commits that refreshed an existing near-duplicate memory instead of adding one.",
+    ["namespace"],
+)
+RETENTION_DELETED = Counter(
+    "phoenix_memory_retention_deleted_total",
+    "Memories deleted by a namespace's retention policy.",
+    ["namespace", "reason"],
+)
+BACKUPS = Counter("phoenix_memory_backups_total", "Scheduled backups, by outcome.", ["outcome"])
+LAST_BACKUP_SECONDS = Gauge(
+    "phoenix_memory_last_backup_timestamp_seconds", "When the last successful backup finished."
 )

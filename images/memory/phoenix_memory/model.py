@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 MEMORY_TYPES = ("Episodic", "Semantic", "RAGSource", "Reflection")
@@ -35,6 +35,43 @@ MAX_LIST_DEPTH = 10_000
 TWIN_ID = "twin_id"
 MEMORY_TYPE = "memory_type"
 CREATED_AT_MS = "created_at_ms"
+
+
+@dataclass(frozen=True)
+class NamespacePolicy:
+    """Retention and dedup of one memory namespace; None means no limit / no dedup."""
+
+    max_age: timedelta | None = None
+    max_count: int | None = None
+    dedup_threshold: float | None = None
+    """A commit whose cosine similarity to an existing memory of the same twin_id and
+    memory_type is at least this refreshes that memory's timestamp instead of adding one."""
+
+    @property
+    def retains(self) -> bool:
+        return self.max_age is not None or self.max_count is not None
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Where one tenant's memories live, and the only way a store is addressed.
+
+    Collection mode: a collection of its own (``tenant`` None). Payload mode: the
+    shared collection plus the tenant key, which the store adds to every filter
+    and writes on every point, so no read or write can leave the tenant.
+    """
+
+    collection: str
+    tenant: str | None = None
+    twin: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.tenant is None) != (self.twin is None):
+            raise ValueError("a shared-collection scope needs both its tenant and twin keys")
+
+    @property
+    def shared(self) -> bool:
+        return self.tenant is not None
 
 
 @dataclass(frozen=True)
@@ -72,17 +109,20 @@ class Memory:
     @property
     def timestamp(self) -> str:
         """RFC 3339 in UTC with millisecond precision, e.g. 2026-01-02T03:04:05.678Z."""
-        return (
-            self.created_at.astimezone(UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z")
-        )
+        return format_timestamp(self.created_at)
+
+    @staticmethod
+    def timestamp_payload(created_at: datetime) -> dict[str, Any]:
+        """The payload fields that date a memory (what a dedup refresh rewrites)."""
+        return {
+            "timestamp": format_timestamp(created_at),
+            CREATED_AT_MS: int(created_at.timestamp() * 1000),
+        }
 
     def to_payload(self) -> dict[str, Any]:
         return {
             "id": self.id,
-            "timestamp": self.timestamp,
-            CREATED_AT_MS: int(self.created_at.timestamp() * 1000),
+            **self.timestamp_payload(self.created_at),
             "content": self.content,
             TWIN_ID: self.twin_id,
             MEMORY_TYPE: self.memory_type,
@@ -113,6 +153,11 @@ class Memory:
                 else {}
             ),
         )
+
+
+def format_timestamp(moment: datetime) -> str:
+    """RFC 3339 in UTC with millisecond precision, e.g. 2026-01-02T03:04:05.678Z."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _parse_timestamp(value: object) -> datetime:

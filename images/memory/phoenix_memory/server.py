@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +31,6 @@ from phoenix_memory.servicer import SERVICE_NAME, MemoryServicer
 from phoenix_memory.settings import MemorySettings
 from phoenix_memory.store.base import MemoryStore
 from phoenix_memory.store.edge import EdgeStore
-from phoenix_memory.store.qdrant_server import QdrantServerStore
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,10 @@ async def build_embedder(settings: MemorySettings) -> Embedder:
             timeout_s=settings.embedding_timeout_s,
         )
     else:
-        inner = await LocalEmbedder.load(batch_size=settings.embedding_batch_size)
+        try:
+            inner = await LocalEmbedder.load(batch_size=settings.embedding_batch_size)
+        except FileNotFoundError as err:  # the model wheel is missing
+            raise InvalidInput(str(err)) from err
     if inner.dim != settings.embedding_model_dim:
         await inner.close()
         raise InvalidInput(
@@ -69,8 +72,9 @@ def build_store(settings: MemorySettings) -> MemoryStore:
     """The backend MEMORY_BACKEND names; nothing is contacted yet."""
     if settings.backend == "edge":
         return EdgeStore(settings.data_dir)
-    if settings.qdrant_path is not None:
-        return QdrantServerStore.local(settings.qdrant_path)
+    # Imported only for this backend: qdrant-client costs ~47 MiB of RSS (its models).
+    from phoenix_memory.store.qdrant_server import QdrantServerStore  # noqa: PLC0415
+
     return QdrantServerStore.connect(
         str(settings.qdrant_url),
         api_key=settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
@@ -100,21 +104,36 @@ async def wait_for_store(store: MemoryStore, *, attempts: int, delay_s: float) -
         ) from err
 
 
+async def enforce_retention(archive: Archive, *, interval_s: float) -> None:
+    """Apply the namespaces' retention policies every ``interval_s`` until cancelled."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await archive.enforce_retention()
+        except DependencyUnavailable as err:
+            logger.warning("retention run skipped: %s", err)
+
+
 @dataclass
 class MemoryServer:
-    """A started gRPC server around one Archive."""
+    """A started gRPC server around one Archive, with its background tasks."""
 
     server: grpc.aio.Server
     port: int
     archive: Archive
     checker: health.aio.HealthServicer
-    watcher: asyncio.Task[None] | None
+    tasks: list[asyncio.Task[None]]
+
+    def run_in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` until the server stops (retention, backups)."""
+        self.tasks.append(asyncio.create_task(work))
 
     async def stop(self, grace_s: float = 2.0) -> None:
-        if self.watcher is not None:
-            self.watcher.cancel()
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self.watcher
+                await task
         await self.checker.enter_graceful_shutdown()
         await self.server.stop(grace_s)
         await self.archive.close()
@@ -146,9 +165,9 @@ async def start(
     async def on_change(healthy: bool) -> None:
         await grpc_server.set_serving(checker, [SERVICE_NAME], healthy)
 
-    watcher = None
+    running = MemoryServer(server, bound, archive, checker, [])
     if heartbeat_interval_s is not None:
-        watcher = asyncio.create_task(
+        running.run_in_background(
             heartbeat.watch(archive.store, interval_s=heartbeat_interval_s, on_change=on_change)
         )
-    return MemoryServer(server, bound, archive, checker, watcher)
+    return running

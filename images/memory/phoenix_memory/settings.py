@@ -8,14 +8,24 @@ vectors) is refused with a message saying what to use instead.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from phoenix_common.errors import InvalidInput
-from phoenix_common.naming import TwinRef
+from phoenix_common.naming import Tenancy, TwinRef, validate_memory_namespace
 from phoenix_common.settings import CommonSettings
+from phoenix_memory.model import NamespacePolicy
 
 Backend = Literal["qdrant", "edge"]
 EmbeddingProvider = Literal["local", "openai"]
@@ -24,6 +34,23 @@ UNSUPPORTED_BACKENDS = {
     "mock": "random vectors make ranking meaningless",
     "memory": "nothing would survive a restart",
 }
+
+
+class NamespacePolicySettings(BaseModel):
+    """One entry of MEMORY_NAMESPACE_POLICIES (JSON), as the operator renders spec.memory."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_age_seconds: int | None = Field(None, ge=1)
+    max_count: int | None = Field(None, ge=1)
+    dedup_threshold: float | None = Field(None, gt=0, le=1)
+
+    def policy(self) -> NamespacePolicy:
+        return NamespacePolicy(
+            max_age=timedelta(seconds=self.max_age_seconds) if self.max_age_seconds else None,
+            max_count=self.max_count,
+            dedup_threshold=self.dedup_threshold,
+        )
 
 
 class MemorySettings(CommonSettings):
@@ -36,8 +63,35 @@ class MemorySettings(CommonSettings):
     backend: Backend = Field(
         "qdrant",
         validation_alias="MEMORY_BACKEND",
-        description="qdrant: a Qdrant server (or local mode with QDRANT_PATH); "
+        description="qdrant: a Qdrant server; "
         "edge: Qdrant Edge in-process, persisted under MEMORY_DATA_DIR.",
+    )
+    tenancy: Tenancy = Field(
+        "collection",
+        validation_alias="MEMORY_TENANCY",
+        description="collection: one collection per memory namespace; payload: one shared "
+        "collection per vector size, every read and write filtered by the tenant key.",
+    )
+    namespace_policies: dict[str, NamespacePolicySettings] = Field(
+        default_factory=dict,
+        validation_alias="MEMORY_NAMESPACE_POLICIES",
+        description='JSON: {"<memory namespace>": {"max_age_seconds", "max_count", '
+        '"dedup_threshold"}}; retention and near-duplicate handling per namespace.',
+    )
+    retention_interval_s: float = Field(
+        300.0, gt=0, validation_alias="MEMORY_RETENTION_INTERVAL_SECONDS"
+    )
+    backup_interval_s: float = Field(
+        0.0,
+        ge=0,
+        validation_alias="MEMORY_BACKUP_INTERVAL_SECONDS",
+        description="0 disables scheduled backups.",
+    )
+    backup_keep: int = Field(7, ge=1, validation_alias="MEMORY_BACKUP_KEEP")
+    backup_dir: Path = Field(
+        Path(".phoenix/memory-backups"),
+        validation_alias="MEMORY_BACKUP_DIR",
+        description="edge backend: where backups go (a Qdrant server keeps its snapshots).",
     )
     qdrant_url: AnyHttpUrl = Field(
         AnyHttpUrl("http://127.0.0.1:6334"),
@@ -45,11 +99,6 @@ class MemorySettings(CommonSettings):
         description="Qdrant's gRPC endpoint (port 6334 by default).",
     )
     qdrant_api_key: SecretStr | None = Field(None, validation_alias="QDRANT_API_KEY")
-    qdrant_path: Path | None = Field(
-        None,
-        validation_alias="QDRANT_PATH",
-        description="qdrant-client local mode on this directory instead of a server (tests).",
-    )
     qdrant_connect_attempts: int = Field(10, ge=1, validation_alias="QDRANT_CONNECT_ATTEMPTS")
     qdrant_connect_retry_delay_ms: int = Field(
         1000, ge=0, validation_alias="QDRANT_CONNECT_RETRY_DELAY_MS"
@@ -99,7 +148,20 @@ class MemorySettings(CommonSettings):
             raise ValueError(f"TWIN_NAMESPACE/TWIN_NAME: {err}") from err
         if self.embedding_provider == "openai" and self.embedding_url is None:
             raise ValueError("EMBEDDING_PROVIDER=openai needs EMBEDDING_URL")
+        for namespace in self.namespace_policies:
+            try:
+                validate_memory_namespace(namespace)
+            except InvalidInput as err:
+                raise ValueError(f"MEMORY_NAMESPACE_POLICIES: {err}") from err
+        if self.backup_interval_s and self.tenancy == "payload":
+            raise ValueError(
+                "MEMORY_BACKUP_INTERVAL_SECONDS needs MEMORY_TENANCY=collection: the shared "
+                "collection of payload mode holds every tenant, back it up on the Qdrant side"
+            )
         return self
+
+    def policies(self) -> dict[str, NamespacePolicy]:
+        return {ns: entry.policy() for ns, entry in self.namespace_policies.items()}
 
     @classmethod
     def load(cls, **overrides: Any) -> MemorySettings:

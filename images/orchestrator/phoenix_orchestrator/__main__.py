@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import sys
 
-import uvicorn
 from pydantic import ValidationError
 
 from phoenix_common import logging as phoenix_logging
+from phoenix_common.asgi import serve
 from phoenix_common.settings import config_error_message
 from phoenix_common.telemetry import configure_tracing
 from phoenix_orchestrator.app import create_app
@@ -46,16 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     phoenix_logging.configure(settings, "orchestrator")
-    configure_tracing(settings, "orchestrator")
-    app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-    )
+    app = create_app(settings, tracer_provider=configure_tracing(settings, "orchestrator"))
+    # The gateway reuses an idle connection for up to 4 s; a longer keep-alive
+    # here keeps it from ever sending on a connection this end is closing.
+    serve(app, host=settings.http_host, port=settings.http_port, keep_alive_seconds=20)
     return 0
 
 

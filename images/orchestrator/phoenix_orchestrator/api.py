@@ -7,6 +7,7 @@ out of the JSON when empty, as the original did for ``issued_command``.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -84,6 +85,23 @@ class ChatResponse(BaseModel):
     planner: str | None = None
     planner_error: str | None = None
     error: ErrorInfo | None = None
+
+
+def error_response(
+    code: str,
+    message: str,
+    *,
+    actions_taken: list[str],
+    details: list[dict[str, Any]] | None = None,
+) -> ChatResponse:
+    """An error reply: ``response`` is the sentence a user reads, ``error`` the machine part."""
+    return ChatResponse(
+        response=message,
+        job_id=str(uuid.uuid4()),
+        actions_taken=actions_taken,
+        status="error",
+        error=ErrorInfo(code=code, message=message, details=details),
+    )
 
 
 class ApprovalDecision(BaseModel):

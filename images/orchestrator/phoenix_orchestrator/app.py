@@ -1,40 +1,49 @@
 """``create_app(settings)``: the orchestrator's FastAPI app, with no import-time state.
 
-The lifespan opens the approval store, the LLM HTTP client (only when an LLM
-provider is configured) and the lazily connecting gRPC backends, and closes
-them on shutdown. Errors become JSON in the ``ChatResponse`` shape with
-``status: "error"`` and a non-2xx code: 422 bad input, 404/409/410 approval
-state, 503/504 dependencies; an unexpected error is a generic 500.
+The lifespan opens the approval store and the LLM HTTP client (only when an
+LLM provider is configured); the gRPC backends load on the first approved run.
+Errors become JSON in the ``ChatResponse`` shape with ``status: "error"``:
+``/chat`` answers conversational outcomes with 200 (see ``errors``), everything
+else has its status code: 422 bad input, 404/409/410 approval state on the
+approvals API, 503/504 dependencies; an unexpected error is a generic 500.
+
+Per-request cost matters (bench/chat.py): request metrics are a plain ASGI
+middleware, and tracing is FastAPI's native OpenTelemetry support, switched
+on only when a tracer provider is configured (one server span per request,
+no operation spans), never an instrumentor wrapping every request for nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.trace import TracerProvider
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from phoenix_common import __version__
 from phoenix_common.errors import PhoenixError
-from phoenix_orchestrator.api import ChatResponse, ErrorInfo
+from phoenix_orchestrator.api import error_response
 from phoenix_orchestrator.approvals.store import ApprovalStore
-from phoenix_orchestrator.backends import Backends
-from phoenix_orchestrator.chat import ChatService, Clock
+from phoenix_orchestrator.chat import ChatService
+from phoenix_orchestrator.decisions import Clock
 from phoenix_orchestrator.execution import Executor
 from phoenix_orchestrator.observability import Metrics
-from phoenix_orchestrator.planning.llm import LLMPlanner
 from phoenix_orchestrator.planning.planner import Planner
 from phoenix_orchestrator.routes import approvals, chat, health, metrics
 from phoenix_orchestrator.settings import OrchestratorSettings
+
+if TYPE_CHECKING:
+    import httpx
+
+    from phoenix_orchestrator.planning.llm import LLMPlanner
 
 logger = logging.getLogger(__name__)
 
@@ -43,26 +52,59 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def create_app(settings: OrchestratorSettings, *, clock: Clock = _utc_now) -> FastAPI:
-    """Build the app; nothing connects until the lifespan starts (and gRPC until first use)."""
+UNTRACED_PATHS = frozenset({"/health", "/metrics"})
+MAX_LABEL_SETS = 256
+
+
+def _untraced(scope: MutableMapping[str, Any]) -> bool:
+    return scope.get("path") in UNTRACED_PATHS
+
+
+def _llm_planner(settings: OrchestratorSettings) -> tuple[httpx.AsyncClient, LLMPlanner]:
+    """The LLM planner and its client; imported only when an LLM provider is configured."""
+    import httpx  # noqa: PLC0415 - the deterministic planner needs neither
+
+    from phoenix_orchestrator.planning.llm import LLMPlanner  # noqa: PLC0415
+
+    client = httpx.AsyncClient(timeout=settings.llm_timeout_seconds)
+    try:
+        from opentelemetry.instrumentation.httpx import (  # noqa: PLC0415
+            HTTPXClientInstrumentor,
+        )
+    except ImportError:  # pragma: no cover - the orchestrator extra installs it
+        pass
+    else:
+        HTTPXClientInstrumentor.instrument_client(client)
+    return client, LLMPlanner(client, settings)
+
+
+def create_app(
+    settings: OrchestratorSettings,
+    *,
+    clock: Clock = _utc_now,
+    tracer_provider: TracerProvider | None = None,
+) -> FastAPI:
+    """Build the app; nothing connects until the lifespan starts (and gRPC until first use).
+
+    ``tracer_provider`` defaults to the global one (``phoenix_common.telemetry``);
+    tracing is on when that is a configured SDK provider.
+    """
     app_metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = ApprovalStore(settings.database_path)
-        backends = Backends(settings, app_metrics)
+        executor = Executor(settings, app_metrics)
         llm_client: httpx.AsyncClient | None = None
         llm: LLMPlanner | None = None
         if settings.uses_llm:
-            llm_client = httpx.AsyncClient(timeout=settings.llm_timeout_seconds)
-            HTTPXClientInstrumentor.instrument_client(llm_client)
-            llm = LLMPlanner(llm_client, settings)
+            llm_client, llm = _llm_planner(settings)
         planner = Planner(llm, fallback=settings.llm_fallback_to_deterministic, metrics=app_metrics)
         app.state.chat = ChatService(
             settings=settings,
             planner=planner,
             store=store,
-            executor=Executor(backends, settings),
+            executor=executor,
             metrics=app_metrics,
             clock=clock,
         )
@@ -81,31 +123,57 @@ def create_app(settings: OrchestratorSettings, *, clock: Clock = _utc_now) -> Fa
         try:
             yield
         finally:
-            await backends.close()
+            await executor.close()
             if llm_client is not None:
                 await llm_client.aclose()
             store.close()
 
-    app = FastAPI(title="phoenix-orchestrator", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="phoenix-orchestrator",
+        version=__version__,
+        lifespan=lifespan,
+        telemetry={
+            "tracer_provider": tracer_provider,
+            "tracing": True,
+            "metrics": False,  # Prometheus: see observability.py
+            "logs": False,  # phoenix_common.logging
+            "operation_spans": False,  # one server span per request is the trace's hop
+            "exclude": _untraced,
+        },
+    )
     app.state.settings = settings
     app.state.metrics = app_metrics
-    for router in (health.router, chat.router, approvals.router, metrics.router):
+    # /chat first: routes are matched in order, and it takes nearly every request.
+    app.add_route("/chat", chat.chat, methods=["POST"], include_in_schema=False)
+    for router in (health.router, approvals.router, metrics.router):
         app.include_router(router)
+    _document_chat_route(app)
     install_error_handlers(app)
-    install_request_metrics(app, app_metrics)
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="health,metrics")
+    app.add_middleware(RequestMetrics, metrics=app_metrics)
     return app
+
+
+def _document_chat_route(app: FastAPI) -> None:
+    """Add the plain ``/chat`` route to the generated OpenAPI document."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()
+        schema.setdefault("paths", {}).setdefault("/chat", {})["post"] = chat.openapi_operation()
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def error_reply(status_code: int, code: str, message: str, **extra: object) -> JSONResponse:
     """An error in the ``ChatResponse`` shape, so clients read one JSON form."""
     actions = extra.pop("actions_taken", [])
-    body = ChatResponse(
-        response=message,
-        job_id=str(uuid.uuid4()),
+    details = extra.pop("details", None)
+    body = error_response(
+        code,
+        message,
         actions_taken=list(actions) if isinstance(actions, list) else [],
-        status="error",
-        error=ErrorInfo(code=code, message=message, **extra),
+        details=details if isinstance(details, list) else None,
     )
     return JSONResponse(body.model_dump(mode="json", exclude_none=True), status_code=status_code)
 
@@ -145,14 +213,53 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, unexpected)
 
 
-def install_request_metrics(app: FastAPI, app_metrics: Metrics) -> None:
-    @app.middleware("http")
-    async def count_requests(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+class RequestMetrics:
+    """Counts and times requests by route template and status (plain ASGI: no task per request)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+        self._cache: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
-        response = await call_next(request)
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        app_metrics.requests.labels(route=route, status_code=str(response.status_code)).inc()
-        app_metrics.request_seconds.labels(route=route).observe(time.perf_counter() - started)
-        return response
+        status, route = 500, "unmatched"
+
+        async def send_and_count(message: Message) -> None:
+            nonlocal status, route
+            if message["type"] == "http.response.start":
+                status, route = message["status"], _route_template(scope)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_count)
+        finally:
+            count, timing = self._children(route, status)
+            count.inc()
+            timing.observe(time.perf_counter() - started)
+
+    def _children(self, route: str, status: int) -> tuple[Any, Any]:
+        """The labelled counter and histogram, looked up once per (route, status)."""
+        key = (route, status)
+        children = self._cache.get(key)
+        if children is None:
+            children = (
+                self.metrics.requests.labels(route=route, status_code=str(status)),
+                self.metrics.request_seconds.labels(route=route),
+            )
+            if len(self._cache) < MAX_LABEL_SETS:  # route templates, never raw paths
+                self._cache[key] = children
+        return children
+
+
+def _route_template(scope: Scope) -> str:
+    """The matched route's template, read while the response starts (routing resets it)."""
+    template = getattr(scope.get("route"), "path", None)
+    if template is not None:
+        return str(template)
+    # A plain Starlette route (/chat, the docs) sets no template, and none of this
+    # app's has path parameters: its path is its template.
+    return str(scope["path"]) if "endpoint" in scope else "unmatched"

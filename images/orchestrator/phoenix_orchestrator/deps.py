@@ -1,4 +1,8 @@
-"""FastAPI dependencies: what a route needs, taken from ``app.state`` (tests override them)."""
+"""FastAPI dependencies: what a route needs, taken from ``app.state`` (tests override them).
+
+They are ``async def`` on purpose: FastAPI runs a plain ``def`` dependency on a
+worker thread, a thread hop per request for a dictionary lookup.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +15,15 @@ from phoenix_orchestrator.observability import Metrics
 from phoenix_orchestrator.settings import OrchestratorSettings
 
 
-def get_settings(request: Request) -> OrchestratorSettings:
+async def get_settings(request: Request) -> OrchestratorSettings:
     return cast(OrchestratorSettings, request.app.state.settings)
 
 
-def get_chat_service(request: Request) -> ChatService:
+async def get_chat_service(request: Request) -> ChatService:
     return cast(ChatService, request.app.state.chat)
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     return cast(Metrics, request.app.state.metrics)
 
 

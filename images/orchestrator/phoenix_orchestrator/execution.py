@@ -2,38 +2,72 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from phoenix_orchestrator.api import ChatResponse, ToolResult
 from phoenix_orchestrator.approvals import ApprovalRequest
-from phoenix_orchestrator.backends import Backends, execution_args
 from phoenix_orchestrator.errors import ReplyError
+from phoenix_orchestrator.observability import Metrics
 from phoenix_orchestrator.settings import OrchestratorSettings
+from phoenix_orchestrator.tool_args import execution_args
+
+if TYPE_CHECKING:
+    from phoenix_orchestrator.backends import Backends
 
 
 def denied(target: ApprovalRequest, job_id: str) -> ChatResponse:
-    """The reply to a denial."""
+    """The reply to the denial of one request."""
     if target.kind == "tool":
-        return ChatResponse(
-            response=f"Tool '{target.tool_name}' execution denied.",
-            job_id=job_id,
-            actions_taken=[f"Tool denied: {target.tool_name}"],
-            raw_orchestrator_decision=target.raw_decision,
-            request_id=target.request_id,
-        )
+        return tool_denied(target.tool_name or "", job_id, target)
+    return memory_denied(target.request_id, job_id, target)
+
+
+def tool_denied(tool_name: str, job_id: str, target: ApprovalRequest | None) -> ChatResponse:
+    """``Tool '<t>' execution denied.``: the original's reply, also when nothing was pending."""
     return ChatResponse(
-        response=f"Memory request '{target.request_id}' denied.",
+        response=f"Tool '{tool_name}' execution denied.",
         job_id=job_id,
-        actions_taken=[f"Memory denied: {target.request_id}"],
-        raw_orchestrator_decision=target.raw_decision,
-        request_id=target.request_id,
+        actions_taken=[f"Tool denied: {tool_name}"],
+        raw_orchestrator_decision=target.raw_decision if target else None,
+        request_id=target.request_id if target else None,
+    )
+
+
+def memory_denied(memory_id: str, job_id: str, target: ApprovalRequest | None) -> ChatResponse:
+    """``Memory request '<id>' denied.``: the original's reply, also when nothing was pending."""
+    return ChatResponse(
+        response=f"Memory request '{memory_id}' denied.",
+        job_id=job_id,
+        actions_taken=[f"Memory denied: {memory_id}"],
+        raw_orchestrator_decision=target.raw_decision if target else None,
+        request_id=target.request_id if target else None,
     )
 
 
 class Executor:
-    """Executes approved requests; the only caller of ``Backends``."""
+    """Executes approved requests; the only caller of ``Backends``.
 
-    def __init__(self, backends: Backends, settings: OrchestratorSettings) -> None:
-        self._backends = backends
+    The gRPC clients (and grpc itself, about 9 MiB) are loaded on the first
+    approved run, not at startup: a process that only chats never needs them.
+    """
+
+    def __init__(self, settings: OrchestratorSettings, metrics: Metrics) -> None:
+        self._settings = settings
+        self._metrics = metrics
         self._top_k = settings.memory_top_k
+        self._loaded: Backends | None = None
+
+    @property
+    def _backends(self) -> Backends:
+        if self._loaded is None:
+            from phoenix_orchestrator.backends import Backends  # noqa: PLC0415 - see above
+
+            self._loaded = Backends(self._settings, self._metrics)
+        return self._loaded
+
+    async def close(self) -> None:
+        if self._loaded is not None:
+            await self._loaded.close()
 
     async def run(self, target: ApprovalRequest, *, actor: str, job_id: str) -> ChatResponse:
         if target.kind == "memory":

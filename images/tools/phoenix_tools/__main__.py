@@ -41,6 +41,7 @@ async def _serve(settings: ToolsSettings) -> None:
         },
     )
     await grpc_server.serve_until_signalled(running.server, running.checker)
+    await running.executor.runtime.close()
     await running.executor.memory.close()
 
 

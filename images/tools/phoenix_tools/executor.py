@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 
 from phoenix_common.errors import InvalidInput, PhoenixError
-from phoenix_tools import audit, policy, vector_query, workdir
+from phoenix_tools import audit, policy, tool_args, vector_query, workdir
 from phoenix_tools.policy import PolicyOptions
 from phoenix_tools.policy_store import PolicyStore
 from phoenix_tools.requests import ToolRequest
@@ -48,12 +48,8 @@ class ToolExecutor:
         execution_id = uuid.uuid4().hex
         started = time.monotonic()
         document = self.policies.current()
-        if document.for_twin(request.twin_id) is None:
-            known = ", ".join(sorted(document.twins)) or "none"
-            raise InvalidInput(
-                f"unknown twin_id {request.twin_id!r}: the tool policy has no entry for it "
-                f"(known twins: {known})"
-            )
+        # An unknown twin is a policy denial (success=false, "Policy violation: ..."), as the
+        # original answers it and its clients expect, not a malformed request.
         evaluation = policy.evaluate(
             request.twin_id, request.command, request.args, document, self.options
         )
@@ -132,11 +128,8 @@ class ToolExecutor:
         )
 
     async def _file_write(self, request: ToolRequest, execution_id: str) -> Outcome:
-        if len(request.args) != 2:
-            raise InvalidInput(
-                f"file_write takes args [relative_path, content], got {len(request.args)} args"
-            )
-        relative, content = request.args
+        parsed = tool_args.file_write(request.args)
+        relative, content = parsed.path, parsed.content
         workspace = self.runtime.workspace(request.twin_id)
         written = await asyncio.to_thread(workdir.write_file, workspace, relative, content)
         message = f"Wrote {written} bytes to {workdir.WORKSPACE}/{relative.strip('/')}"
@@ -151,10 +144,13 @@ class ToolExecutor:
 
 
 def _audited_argv(request: ToolRequest) -> tuple[str, ...]:
-    """The request as the audit log shows it: file contents are summarised, not logged."""
-    if request.command == policy.FILE_WRITE and len(request.args) >= 2:
-        content = request.args[1]
-        return (request.command, request.args[0], f"<{len(content.encode())} bytes>")
+    """The request as the audit log shows it: file contents are summarised, never logged."""
+    if request.command == policy.FILE_WRITE:
+        try:
+            parsed = tool_args.file_write(request.args)
+        except InvalidInput:
+            return (request.command, f"<{len(request.args)} unreadable args>")
+        return (request.command, parsed.path, f"<{len(parsed.content.encode())} bytes>")
     return (request.command, *request.args)
 
 

@@ -147,7 +147,10 @@ def evaluate(
     """Decide one request; ``plan`` is set only when allowed."""
     twin = policy.for_twin(twin_id)
     if twin is None:
-        return _deny(f"unknown-twin:{twin_id}", f"Twin '{twin_id}' has no policy")
+        # The original's wording: its clients show it (user_<hex> ids from its UI land here).
+        return _deny(
+            f"unknown-twin:{twin_id}", f"Twin '{twin_id}' is not authorized to execute '{command}'"
+        )
     restricted = policy.restricted | twin.restricted
     if command in restricted and options.restricted_enforced:
         suffix = " in safe mode" if options.safe_mode else ""

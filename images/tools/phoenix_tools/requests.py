@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from phoenix_common.errors import InvalidInput
+from phoenix_tools import tool_args
 
 TWIN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 MAX_COMMAND_BYTES = 4096
@@ -73,14 +74,15 @@ def _check_args(command: str, args: Sequence[str]) -> None:
     for index, arg in enumerate(args):
         _no_nul(f"args[{index}]", arg)
     sized = list(args)
-    if command == "file_write" and len(sized) >= 2:
-        content_bytes = len(sized[1].encode())
+    content = tool_args.content_index(sized) if command == "file_write" else None
+    if content is not None:
+        content_bytes = len(sized[content].encode())
         if content_bytes > MAX_FILE_WRITE_BYTES:
             raise InvalidInput(
                 f"file_write content is {content_bytes} bytes; at most "
                 f"{MAX_FILE_WRITE_BYTES} are accepted"
             )
-        sized = [sized[0], *sized[2:]]
+        del sized[content]
     total = len(command.encode()) + sum(len(a.encode()) + 1 for a in sized)
     if total > MAX_ARGV_BYTES:
         raise InvalidInput(f"command and args total {total} bytes; at most {MAX_ARGV_BYTES}")

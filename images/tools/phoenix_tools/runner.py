@@ -1,8 +1,11 @@
 """Running one sandboxed process: spawn, capped output, timeout, process-group kill.
 
-The process is spawned without ``preexec_fn`` (unsafe with gRPC's threads):
-``user``/``group``/``extra_groups`` drop privileges, ``start_new_session`` makes
-it a process-group leader so a timeout kills the whole group, stdin is
+The process is spawned with no ``preexec_fn`` and no ``user``/``group``: either
+forces CPython to ``fork()`` this multi-threaded gRPC process (gRPC's fork
+handlers run, and the child runs code before ``execve()``); without them it uses
+``vfork()`` and the child only execs. Privileges are dropped by ``setpriv`` in
+the exec'd chain instead (sandbox.privilege_prefix). ``start_new_session`` makes
+the process a group leader so a timeout kills the whole group, stdin is
 /dev/null, and the environment is whatever the caller passes (empty for bwrap).
 """
 
@@ -50,8 +53,6 @@ class SpawnSpec:
     argv: Sequence[str]
     env: dict[str, str]
     cwd: Path | None
-    user: int | None
-    group: int | None
     pass_fds: tuple[int, ...] = ()
 
 
@@ -75,21 +76,36 @@ class RunOutcome:
         return None
 
 
-async def run(
-    spec: SpawnSpec,
-    *,
-    timeout_s: float,
-    kill_bytes: int,
-    status_read_fd: int | None = None,
-) -> RunOutcome:
-    """Run to completion, timeout or output limit; never raises for the command's behaviour."""
-    started = time.monotonic()
-    privileges: dict[str, object] = {}
-    if spec.user is not None:
-        privileges = {"user": spec.user, "group": spec.group, "extra_groups": []}
+@dataclass
+class Started:
+    """A spawned process whose output is being captured; ``finish`` waits for its end."""
+
+    proc: asyncio.subprocess.Process
+    stdout: Captured
+    stderr: Captured
+    readers: list[asyncio.Task[None]]
+    limited: asyncio.Event
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.returncode is None
+
+    async def send(self, data: bytes) -> None:
+        """Write ``data`` to the process's stdin (spawned with ``stdin_pipe``) and close it."""
+        stdin = self.proc.stdin
+        assert stdin is not None, "spawned without stdin_pipe"
+        stdin.write(data)
+        try:
+            await stdin.drain()
+        finally:
+            stdin.close()
+
+
+async def start(spec: SpawnSpec, *, kill_bytes: int, stdin_pipe: bool = False) -> Started:
+    """Spawn ``spec`` (vfork-safe, see the module doc) and start capturing its output."""
     proc = await asyncio.create_subprocess_exec(
         *spec.argv,
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.PIPE if stdin_pipe else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=spec.env,
@@ -98,7 +114,6 @@ async def run(
         close_fds=True,
         pass_fds=spec.pass_fds,
         umask=0o077,
-        **privileges,  # type: ignore[arg-type]
     )
     out, err = Captured(), Captured()
     limited = asyncio.Event()
@@ -108,6 +123,19 @@ async def run(
         asyncio.create_task(_pump(proc.stdout, out, kill_bytes, limited)),
         asyncio.create_task(_pump(proc.stderr, err, kill_bytes, limited)),
     ]
+    return Started(proc, out, err, readers, limited)
+
+
+async def finish(
+    started: Started, *, timeout_s: float, status_read_fd: int | None = None
+) -> RunOutcome:
+    """Wait for the end, a timeout or the output limit; never raises for the command's doing.
+
+    The timeout and ``duration_s`` count from this call, which for a sandbox started
+    ahead of time (warm.py) is when its command was handed over.
+    """
+    began = time.monotonic()
+    proc, readers, limited = started.proc, started.readers, started.limited
     # proc.wait() returns only once the pipes close too, which a grandchild can delay;
     # _exited notices the exit itself.
     waiter = asyncio.create_task(proc.wait())
@@ -126,27 +154,50 @@ async def run(
         if pending:
             _kill_group(proc.pid)
     finally:
-        for task in (*readers, exited, limit_hit):
-            task.cancel()
-        if proc.returncode is None:
-            _kill_group(proc.pid)
-        # Closing the transport closes pipes a setsid'd grandchild may still hold.
-        transport = getattr(proc, "_transport", None)
-        if transport is not None:
-            transport.close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(waiter, DRAIN_TIMEOUT_S)
+        await discard(started, waiter=waiter, extra=(exited, limit_hit))
     status = _read_status(status_read_fd) if status_read_fd is not None else []
     returncode = proc.returncode if proc.returncode is not None else -signal.SIGKILL
     return RunOutcome(
         returncode=returncode,
-        stdout=out,
-        stderr=err,
+        stdout=started.stdout,
+        stderr=started.stderr,
         timed_out=timed_out,
         output_limited=limited.is_set(),
-        duration_s=time.monotonic() - started,
+        duration_s=time.monotonic() - began,
         status_lines=status,
     )
+
+
+async def discard(
+    started: Started,
+    *,
+    waiter: asyncio.Task[int] | None = None,
+    extra: tuple[asyncio.Task[object], ...] = (),
+) -> None:
+    """Kill what is left of the process group, close the pipes and reap; safe to repeat."""
+    proc = started.proc
+    for task in (*started.readers, *extra):
+        task.cancel()
+    if proc.returncode is None:
+        _kill_group(proc.pid)
+    # Closing the transport closes pipes a setsid'd grandchild may still hold.
+    transport = getattr(proc, "_transport", None)
+    if transport is not None:
+        transport.close()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(waiter or proc.wait(), DRAIN_TIMEOUT_S)
+
+
+async def run(
+    spec: SpawnSpec,
+    *,
+    timeout_s: float,
+    kill_bytes: int,
+    status_read_fd: int | None = None,
+) -> RunOutcome:
+    """Spawn and finish: one command from start to end."""
+    started = await start(spec, kill_bytes=kill_bytes)
+    return await finish(started, timeout_s=timeout_s, status_read_fd=status_read_fd)
 
 
 async def _exited(proc: asyncio.subprocess.Process) -> None:

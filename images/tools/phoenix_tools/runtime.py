@@ -10,17 +10,18 @@ command's via ``--json-status-fd``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import errno
 import os
 import re
 import shutil
+import sys
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from phoenix_common.errors import FailedPrecondition
-from phoenix_tools import runner, sandbox, seccomp, workdir
+from phoenix_tools import runner, sandbox, seccomp, warm, workdir
 from phoenix_tools.sandbox import Limits, SandboxLayout, SandboxMode
 from phoenix_tools.settings import ToolsSettings
 
@@ -64,6 +65,9 @@ class SandboxRuntime:
             settings.sandbox_gid if self.drop_privileges else None,
         )
         self.seccomp_filter = seccomp.build_filter() if seccomp.supported() else None
+        # The interpreter of the sandbox's launcher (warm.py); None runs commands directly.
+        self.python = sandbox_python(settings.sandbox_python)
+        self.pool: warm.WarmPool | None = None
         self._slots = asyncio.Semaphore(settings.max_concurrent)
         self.limits = Limits(
             as_bytes=settings.rlimit_as_mb * 1024 * 1024,
@@ -77,15 +81,22 @@ class SandboxRuntime:
     def _spawn_spec(
         self, argv: Sequence[str], env: dict[str, str], cwd: Path | None, fds: tuple[int, ...]
     ) -> runner.SpawnSpec:
-        """Privilege drop + rlimits + argv; setpriv when present, else Popen(user=...)."""
+        """Privilege drop (setpriv, when the service is root) + rlimits + argv.
+
+        Without setpriv a root service cannot drop privileges without forking
+        itself (runner's docstring), so it refuses rather than run commands as root.
+        """
         limits = sandbox.limit_prefix(self.limits, self.choom, self.prlimit)
         uid, gid = self.owner.uid, self.owner.gid
-        if uid is None or gid is None:
-            return runner.SpawnSpec([*limits, *argv], env, cwd, None, None, fds)
-        if self.setpriv is not None:
-            drop = sandbox.privilege_prefix(self.setpriv, uid, gid)
-            return runner.SpawnSpec([*drop, *limits, *argv], env, cwd, None, None, fds)
-        return runner.SpawnSpec([*limits, *argv], env, cwd, uid, gid, fds)
+        if self.setpriv is None:
+            if uid is None:
+                return runner.SpawnSpec([*limits, *argv], env, cwd, fds)
+            raise FailedPrecondition(
+                "setpriv (util-linux) is not on PATH: the service runs as root and cannot "
+                "drop privileges for the sandbox without it"
+            )
+        drop = sandbox.privilege_prefix(self.setpriv, uid, gid)
+        return runner.SpawnSpec([*drop, *limits, *argv], env, cwd, fds)
 
     def prepare(self) -> None:
         """Create SANDBOX_DIR and the sandbox's /etc files."""
@@ -113,48 +124,107 @@ class SandboxRuntime:
             )
         execution_id = execution_id or uuid.uuid4().hex
         async with self._slots:
+            if mode == "bwrap":
+                return await self._run_bwrap(twin_id, execution_id, argv, timeout_s)
             exec_dir = workdir.create_exec_dir(self.sandbox_dir, twin_id, execution_id, self.owner)
             try:
-                if mode == "bwrap":
-                    return await self._run_bwrap(twin_id, exec_dir, argv, timeout_s)
                 return await self._run_fallback(exec_dir, argv, timeout_s)
             finally:
                 if not self.settings.keep_exec_dirs:
                     await asyncio.to_thread(workdir.remove_exec_dir, exec_dir)
 
+    def enable_warm_pool(self) -> None:
+        """Keep sandboxes ready ahead of commands (bwrap mode, with a working launcher)."""
+        if self.python is None or self.settings.warm_sandboxes == 0 or self.pool is not None:
+            return
+        self.pool = warm.WarmPool(
+            self._start_sandbox,
+            per_twin=self.settings.warm_sandboxes,
+            twins=self.settings.warm_twins,
+            max_age_s=self.settings.warm_max_age_s,
+        )
+
+    async def close(self) -> None:
+        """Stop and remove the sandboxes kept ready."""
+        if self.pool is not None:
+            await self.pool.close()
+
     async def _run_bwrap(
-        self, twin_id: str, exec_dir: Path, argv: Sequence[str], timeout_s: float | None
+        self, twin_id: str, execution_id: str, argv: Sequence[str], timeout_s: float | None
     ) -> ExecResult:
-        layout = SandboxLayout(exec_dir, self.workspace(twin_id), self.etc_dir)
-        status_r, status_w = os.pipe()
-        seccomp_fd: int | None = None
+        if self.pool is not None:
+            box = await self.pool.take(twin_id, execution_id)
+        else:
+            box = await self._start_sandbox(
+                twin_id, execution_id, command=argv if self.python is None else None
+            )
+        exec_dir = box.exec_dir
         try:
+            if exec_dir.name != execution_id:  # started ahead (and ready: its mounts are done)
+                exec_dir = exec_dir.rename(exec_dir.with_name(execution_id))
+            await box.dispatch(argv)
+            outcome = await runner.finish(
+                box.started,
+                timeout_s=timeout_s or self.settings.exec_timeout_s,
+                status_read_fd=box.status_r,
+            )
+            report = box.report()
+        finally:
+            box.close_fds()
+            if not self.settings.keep_exec_dirs:
+                await asyncio.to_thread(workdir.remove_exec_dir, exec_dir)
+        return self._result(outcome, argv, bwrap=True, timeout_s=timeout_s, report=report)
+
+    async def _start_sandbox(
+        self, twin_id: str, name: str, command: Sequence[str] | None = None
+    ) -> warm.Sandbox:
+        """A bwrap sandbox in a fresh ``<twin>/<name>`` directory, running ``command`` or,
+        when it is None, the launcher waiting for one (warm.py)."""
+        exec_dir = workdir.create_exec_dir(self.sandbox_dir, twin_id, name, self.owner)
+        layout = SandboxLayout(exec_dir, self.workspace(twin_id), self.etc_dir)
+        # Each descriptor is closed exactly once, unsuppressed: a second close of the same
+        # number can close whatever reused it (gRPC's epoll fd, say). The child's ends are
+        # closed here once it has its copies; the read ends go to the Sandbox.
+        child_ends: list[int] = []
+        ours: list[int] = []
+        try:
+            status_r, status_w = os.pipe()
+            ours.append(status_r)
+            child_ends.append(status_w)
+            report_r: int | None = None
+            if command is None:
+                assert self.python is not None
+                report_r, report_w = os.pipe()
+                ours.append(report_r)
+                child_ends.append(report_w)
+                command = warm.launcher_argv(self.python, report_w)
+            seccomp_fd: int | None = None
             if self.seccomp_filter is not None:
                 seccomp_fd = os.memfd_create("phoenix-seccomp")
+                child_ends.append(seccomp_fd)
                 os.write(seccomp_fd, self.seccomp_filter)
                 os.lseek(seccomp_fd, 0, os.SEEK_SET)
             cmd = sandbox.bwrap_argv(
                 self.bwrap,
                 layout,
-                argv,
+                command,
                 limits=self.limits,
                 seccomp_fd=seccomp_fd,
                 status_fd=status_w,
             )
-            fds = (status_w,) if seccomp_fd is None else (status_w, seccomp_fd)
-            spec = self._spawn_spec(cmd, {}, None, fds)
-            outcome = await runner.run(
-                spec,
-                timeout_s=timeout_s or self.settings.exec_timeout_s,
-                kill_bytes=self.settings.output_kill_bytes,
-                status_read_fd=status_r,
+            spec = self._spawn_spec(cmd, {}, None, tuple(child_ends))
+            started = await runner.start(
+                spec, kill_bytes=self.settings.output_kill_bytes, stdin_pipe=report_r is not None
             )
+        except BaseException:
+            for fd in ours:
+                os.close(fd)
+            await asyncio.to_thread(workdir.remove_exec_dir, exec_dir)
+            raise
         finally:
-            for fd in (status_r, status_w, seccomp_fd):
-                if fd is not None:
-                    with contextlib.suppress(OSError):
-                        os.close(fd)
-        return self._result(outcome, argv, bwrap=True, timeout_s=timeout_s)
+            for fd in child_ends:
+                os.close(fd)
+        return warm.Sandbox(started, exec_dir, status_r, report_r)
 
     async def _run_fallback(
         self, exec_dir: Path, argv: Sequence[str], timeout_s: float | None
@@ -174,6 +244,7 @@ class SandboxRuntime:
         *,
         bwrap: bool,
         timeout_s: float | None,
+        report: warm.ExecReport | None = None,
     ) -> ExecResult:
         stdout, out_cut = outcome.stdout.lines()
         stderr, err_cut = outcome.stderr.lines()
@@ -210,6 +281,10 @@ class SandboxRuntime:
             return replace(base, exit_code=code or 1, message=message, outcome="output_limit")
         if bwrap:
             reported = outcome.bwrap_exit_code
+            if report is not None and not report.dispatched:
+                return _setup_failure(base, shown)
+            if report is not None and report.errno is not None:
+                return _exec_failure(base, argv[0] if argv else "", report.errno)
             if reported is None:
                 return _bwrap_failure(base, bytes(outcome.stderr.head), shown)
             code = reported
@@ -226,8 +301,28 @@ class SandboxRuntime:
         )
 
 
+def _exec_failure(base: ExecResult, program: str, error: int) -> ExecResult:
+    """The launcher could not exec the command: the original's 127 / 126 replies."""
+    why = os.strerror(error)
+    if error == errno.ENOENT:
+        line = f"Command not found: {program} ({why})"
+        return replace(base, exit_code=127, stderr=[line], message=line, outcome="failed")
+    line = f"Permission denied executing: {program} ({why})"
+    return replace(base, exit_code=126, stderr=[line], message=line, outcome="failed")
+
+
+def _setup_failure(base: ExecResult, shown: str) -> ExecResult:
+    return replace(
+        base,
+        exit_code=1,
+        stderr=["sandbox setup failed", *base.stderr],
+        message=f"sandbox_setup_failed: bubblewrap could not start {shown!r}",
+        outcome="sandbox_error",
+    )
+
+
 def _bwrap_failure(base: ExecResult, stderr: bytes, shown: str) -> ExecResult:
-    """bwrap never reported an exit code: exec of the program or sandbox setup failed."""
+    """bwrap ran the command itself and never reported an exit code: exec or setup failed."""
     text = stderr.decode(errors="replace")
     match = _EXECVP_FAILED.search(text)
     if match and "No such file" in match["why"]:
@@ -258,3 +353,18 @@ def _truncation_note(outcome: runner.RunOutcome, out_cut: bool, err_cut: bool) -
         return ""
     limits = f"{runner.MAX_LINES} lines / {runner.MAX_BYTES // 1024} KiB per stream"
     return f"; output truncated to {limits}: {', '.join(parts)}"
+
+
+def sandbox_python(configured: Path | None) -> str | None:
+    """An interpreter the sandbox can run (it sees only /usr): the configured one, else this
+    process's own base interpreter, else the system's; None if none lives under /usr."""
+    candidates = (
+        [str(configured)]
+        if configured is not None
+        else [os.path.realpath(sys.executable), "/usr/bin/python3", "/usr/local/bin/python3"]
+    )
+    for candidate in candidates:
+        real = os.path.realpath(candidate)
+        if real.startswith("/usr/") and os.access(real, os.X_OK):
+            return real
+    return None

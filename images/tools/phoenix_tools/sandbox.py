@@ -2,7 +2,7 @@
 
 The process that runs a command is, outermost first:
 
-``setpriv --reuid U --regid G --clear-groups -- choom -n 1000 --
+``setpriv --reuid U --regid G --clear-groups --pdeathsig KILL -- choom -n 1000 --
 prlimit --as .. --cpu .. --fsize .. --nofile .. --nproc .. --core 0 --
 bwrap <flags> -- <argv>``: it runs as the sandbox uid/gid (never root: bwrap
 keeps root's capabilities and file access for uid 0, sandbox.md finding 1) and
@@ -56,14 +56,19 @@ class SandboxLayout:
     etc_dir: Path
 
 
-def privilege_prefix(setpriv: str, uid: int, gid: int) -> list[str]:
+def privilege_prefix(setpriv: str, uid: int | None, gid: int | None) -> list[str]:
     """Drop to the sandbox uid/gid with no supplementary groups before anything else runs.
 
     Done by ``setpriv`` rather than ``Popen(user=...)``: Python must fork() (not
     vfork()) a process whose uid it changes, and forking the multi-threaded gRPC
-    service costs several milliseconds per command.
+    service runs gRPC's fork handlers (see runner.py); it also costs milliseconds.
     """
-    return [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
+    drop = (
+        [] if uid is None or gid is None else [f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
+    )
+    # SIGKILL if the service dies before bwrap has armed --die-with-parent (setpriv sets it
+    # after changing uid, so it survives the change; it is kept across the later execs).
+    return [setpriv, *drop, "--pdeathsig", "KILL", "--"]
 
 
 def limit_prefix(limits: Limits, choom: str, prlimit: str) -> list[str]:

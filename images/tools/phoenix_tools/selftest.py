@@ -53,8 +53,15 @@ async def run_selftest(runtime: SandboxRuntime) -> tuple[SandboxMode, str]:  # n
     reason = "TOOLS_USE_BWRAP is off"
     if settings.use_bwrap:
         problem = await _probe_bwrap(runtime)
+        if problem is not None and runtime.python is not None:
+            # The launcher (warm.py) is an optimisation: without it, bwrap runs commands itself.
+            logger.warning("sandbox launcher unusable", extra={"reason": problem})
+            runtime.python = None
+            problem = await _probe_bwrap(runtime)
         if problem is None:
-            return _set(runtime, "bwrap", "bubblewrap self-test passed")
+            runtime.enable_warm_pool()
+            launcher = "warm sandboxes" if runtime.pool is not None else "no warm sandboxes"
+            return _set(runtime, "bwrap", f"bubblewrap self-test passed ({launcher})")
         reason = f"bubblewrap self-test failed: {problem}"
         logger.error("bubblewrap unusable", extra={"reason": reason})
     if not settings.allow_unsandboxed:

@@ -82,6 +82,7 @@ class ToolsServer:
     async def stop(self, grace: float = 1.0) -> None:
         await self.checker.enter_graceful_shutdown()
         await self.server.stop(grace)
+        await self.executor.runtime.close()
         await self.executor.memory.close()
 
 

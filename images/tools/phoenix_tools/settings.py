@@ -89,6 +89,23 @@ class ToolsSettings(CommonSettings):
         description="Commands running at once; further requests wait for a slot.",
     )
 
+    warm_sandboxes: int = Field(
+        2,
+        ge=0,
+        le=16,
+        validation_alias="TOOLS_WARM_SANDBOXES",
+        description="Sandboxes kept started ahead of commands, per recently used twin (0: off).",
+    )
+    warm_twins: int = Field(4, ge=1, le=64, validation_alias="TOOLS_WARM_TWINS")
+    warm_max_age_s: float = Field(600.0, gt=0, validation_alias="TOOLS_WARM_MAX_AGE_SECONDS")
+    sandbox_python: Path | None = Field(
+        None,
+        validation_alias="TOOLS_SANDBOX_PYTHON",
+        description="Interpreter of the sandbox's launcher; must live under /usr (the only "
+        "host tree in the sandbox). Default: the service's own base interpreter, else "
+        "/usr/bin/python3. None found: commands run without a launcher (no warm sandboxes).",
+    )
+
     @field_validator("memory_grpc_addr")
     @classmethod
     def _strip_scheme(cls, value: str) -> str:

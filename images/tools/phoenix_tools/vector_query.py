@@ -1,7 +1,8 @@
 """The vector_query tool: a QueryMemory call to the memory service, with a deadline.
 
-``args = [query, namespace?, top_k?]``; the request's own ``namespace`` is used
-when ``args[1]`` is absent. Each result becomes one JSON line of stdout.
+``args = [query, namespace?, top_k?]``, or the original's ``key=value`` strings
+(tool_args.py); the request's own ``namespace`` is used when none is given. Each
+result becomes one JSON line of stdout.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import grpc
 
 from phoenix_common.errors import DependencyUnavailable, InvalidInput
 from phoenix_common.stubs import memory_pb2, memory_pb2_grpc
+from phoenix_tools import tool_args
 
 DEFAULT_TOP_K = 10
 MAX_QUERY_CHARS = 8192
@@ -28,6 +30,7 @@ class VectorQuery:
 
 def parse_args(args: Sequence[str], request_namespace: str) -> VectorQuery:
     """The query from the tool's arguments; InvalidInput with the reason if malformed."""
+    args = tool_args.vector_query(args)
     if not args or not args[0].strip():
         raise InvalidInput("vector_query needs args[0]: the query text")
     if len(args) > 3:

@@ -29,7 +29,8 @@ WORKSPACE = "workspace"
 ETC_DIR = ".etc"
 MAX_PATH_BYTES = 1024
 MAX_COMPONENTS = 16
-_COMPONENT = re.compile(r"^[A-Za-z0-9._+@=,-]{1,255}$")
+# No "=": a path never looks like the original's key=value arguments (tool_args.py).
+_COMPONENT = re.compile(r"^[A-Za-z0-9._+@,-]{1,255}$")
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def validate_relative_path(relative: str) -> list[str]:
     bad = next((p for p in parts if not _COMPONENT.match(p)), None)
     if bad is not None:
         raise InvalidInput(
-            f"file_write path component {bad!r} has characters outside [A-Za-z0-9._+@=,-]"
+            f"file_write path component {bad!r} has characters outside [A-Za-z0-9._+@,-]"
         )
     return parts
 

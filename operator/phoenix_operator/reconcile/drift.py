@@ -20,7 +20,7 @@ def with_applied_hash(manifest: Manifest) -> Manifest:
     """``manifest`` plus the hash of itself as an annotation (what is actually applied)."""
     digest = stable_hash(manifest)
     meta = manifest["metadata"]
-    annotations = {**meta.get("annotations", {}), naming.SPEC_HASH_ANNOTATION: digest}
+    annotations = {**meta.get("annotations", {}), naming.APPLIED_HASH_ANNOTATION: digest}
     return {**manifest, "metadata": {**meta, "annotations": annotations}}
 
 

@@ -11,10 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from phoenix_operator import naming
-from phoenix_operator.api import COMPONENTS, Component, Phase
+from phoenix_operator.api import (
+    COMPONENTS,
+    Component,
+    ComponentStatus,
+    Condition,
+    ConditionType,
+    Phase,
+    TwinStatus,
+)
+from phoenix_operator.reconcile.children import Rollout
 
 
 @dataclass(frozen=True)
@@ -31,7 +38,7 @@ class Observation:
 
     generation: int
     observed_generation: int
-    deployments: Mapping[Component, Mapping[str, Any] | None]
+    rollouts: Mapping[Component, Rollout | None]
     expected_hashes: Mapping[Component, str]
     problems: Sequence[Problem] = ()
     collections: Sequence[str] = ()
@@ -40,65 +47,50 @@ class Observation:
     gateway_api_key_secret: str | None = None
 
 
-def component_status(
-    deployment: Mapping[str, Any] | None, expected_hash: str | None
-) -> dict[str, Any]:
+def component_status(rollout: Rollout | None, expected_hash: str | None) -> ComponentStatus:
     """A component is ready when its Deployment rolled out the expected config completely."""
-    if deployment is None:
-        return {"ready": False, "replicas": 0, "readyReplicas": 0, "updatedReplicas": 0}
-    spec = deployment.get("spec", {})
-    status = deployment.get("status", {})
-    meta = deployment.get("metadata", {})
-    wanted = int(spec.get("replicas", 1))
-    annotations = spec.get("template", {}).get("metadata", {}).get("annotations", {})
-    config_hash = annotations.get(naming.CONFIG_HASH_ANNOTATION, "")
-    ready_replicas = int(status.get("readyReplicas", 0))
-    updated = int(status.get("updatedReplicas", 0))
+    if rollout is None:
+        return ComponentStatus(ready=False, replicas=0, ready_replicas=0, updated_replicas=0)
+    wanted = rollout.replicas
     ready = (
-        int(status.get("observedGeneration", 0)) >= int(meta.get("generation", 1))
-        and updated == wanted
-        and int(status.get("replicas", 0)) == wanted
-        and int(status.get("availableReplicas", 0)) >= wanted
-        and ready_replicas >= wanted
-        and (expected_hash is None or config_hash == expected_hash)
+        rollout.observed_generation >= rollout.generation
+        and rollout.updated_replicas == wanted
+        and rollout.current_replicas == wanted
+        and rollout.available_replicas >= wanted
+        and rollout.ready_replicas >= wanted
+        and (expected_hash is None or rollout.config_hash == expected_hash)
     )
-    return {
-        "ready": ready,
-        "replicas": wanted,
-        "readyReplicas": ready_replicas,
-        "updatedReplicas": updated,
-        "configHash": config_hash,
-    }
+    return ComponentStatus(
+        ready=ready,
+        replicas=wanted,
+        ready_replicas=rollout.ready_replicas,
+        updated_replicas=rollout.updated_replicas,
+        config_hash=rollout.config_hash,
+    )
 
 
-def _condition(kind: str, ok: bool, reason: str, message: str, generation: int) -> dict[str, Any]:
-    return {
-        "type": kind,
-        "status": "True" if ok else "False",
-        "reason": reason,
-        "message": message,
-        "observedGeneration": generation,
-    }
+def _condition(
+    kind: ConditionType, ok: bool, reason: str, message: str, generation: int
+) -> Condition:
+    return Condition(
+        type=kind,
+        status="True" if ok else "False",
+        reason=reason,
+        message=message,
+        observed_generation=generation,
+    )
 
 
-def conditions(observation: Observation) -> tuple[list[dict[str, Any]], Phase, str]:
-    """Ready, Progressing, Degraded (without transition times), the phase and 'n/m' ready."""
+def conditions(
+    observation: Observation, components: Mapping[Component, ComponentStatus]
+) -> tuple[list[Condition], Phase]:
+    """Ready, Progressing, Degraded (without transition times) and the phase."""
     gen = observation.observed_generation
-    components = {
-        c: component_status(observation.deployments.get(c), observation.expected_hashes.get(c))
-        for c in COMPONENTS
-    }
-    waiting = [c for c, s in components.items() if not s["ready"]]
-    ready_count = f"{len(COMPONENTS) - len(waiting)}/{len(COMPONENTS)}"
+    waiting = [c for c in COMPONENTS if not components[c].ready]
     problems = list(observation.problems)
     if problems:
-        degraded = _condition(
-            "Degraded",
-            True,
-            problems[0].reason,
-            "; ".join(p.message for p in problems),
-            gen,
-        )
+        message = "; ".join(p.message for p in problems)
+        degraded = _condition("Degraded", True, problems[0].reason, message, gen)
     else:
         degraded = _condition("Degraded", False, "AsExpected", "No problem found.", gen)
     current = observation.observed_generation == observation.generation
@@ -114,7 +106,7 @@ def conditions(observation: Observation) -> tuple[list[dict[str, Any]], Phase, s
             "Progressing", False, "Reconciled", "All components are up to date.", gen
         )
     if problems:
-        ready = _condition("Ready", False, problems[0].reason, degraded["message"], gen)
+        ready = _condition("Ready", False, problems[0].reason, degraded.message, gen)
     elif waiting:
         ready = _condition(
             "Ready", False, "ComponentsNotReady", f"Not ready: {', '.join(waiting)}.", gen
@@ -123,8 +115,8 @@ def conditions(observation: Observation) -> tuple[list[dict[str, Any]], Phase, s
         ready = _condition("Ready", False, "CollectionsPending", "Collections not ensured.", gen)
     else:
         ready = _condition("Ready", True, "AllComponentsReady", "All components are ready.", gen)
-    phase = _phase(observation, problems=bool(problems), ready=ready["status"] == "True")
-    return [ready, progressing, degraded], phase, ready_count
+    phase = _phase(observation, problems=bool(problems), ready=ready.status == "True")
+    return [ready, progressing, degraded], phase
 
 
 def _phase(observation: Observation, *, problems: bool, ready: bool) -> Phase:
@@ -134,41 +126,43 @@ def _phase(observation: Observation, *, problems: bool, ready: bool) -> Phase:
         return "Degraded"
     if ready and observation.observed_generation == observation.generation:
         return "Ready"
-    if any(observation.deployments.get(c) is not None for c in COMPONENTS):
+    if any(observation.rollouts.get(c) is not None for c in COMPONENTS):
         return "Progressing"
     return "Pending"
 
 
 def with_transition_times(
-    new: list[dict[str, Any]], old: Sequence[Mapping[str, Any]], now: str
-) -> list[dict[str, Any]]:
+    new: Sequence[Condition], old: Sequence[Condition], now: str
+) -> tuple[Condition, ...]:
     """Keep each condition's lastTransitionTime unless its status changed."""
-    previous = {c.get("type"): c for c in old}
+    previous = {c.type: c for c in old}
     stamped = []
     for condition in new:
-        before = previous.get(condition["type"])
-        if before is not None and before.get("status") == condition["status"]:
-            time = before.get("lastTransitionTime") or now
+        before = previous.get(condition.type)
+        if before is not None and before.status == condition.status:
+            time = before.last_transition_time or now
         else:
             time = now
-        stamped.append({**condition, "lastTransitionTime": time})
-    return stamped
+        stamped.append(condition.model_copy(update={"last_transition_time": time}))
+    return tuple(stamped)
 
 
-def build(observation: Observation, previous: Mapping[str, Any], now: str) -> dict[str, Any]:
+def build(observation: Observation, previous: TwinStatus | None, now: str) -> TwinStatus:
     """The full status to write, given the previous one (for transition times)."""
-    found, phase, ready_count = conditions(observation)
-    status: dict[str, Any] = {
-        "observedGeneration": observation.observed_generation,
-        "phase": phase,
-        "componentsReady": ready_count,
-        "components": {
-            c: component_status(observation.deployments.get(c), observation.expected_hashes.get(c))
-            for c in COMPONENTS
-        },
-        "collections": list(observation.collections),
-        "conditions": with_transition_times(found, previous.get("conditions") or [], now),
+    components = {
+        c: component_status(observation.rollouts.get(c), observation.expected_hashes.get(c))
+        for c in COMPONENTS
     }
-    if observation.gateway_api_key_secret:
-        status["gatewayApiKeySecret"] = observation.gateway_api_key_secret
-    return status
+    found, phase = conditions(observation, components)
+    ready_count = sum(1 for c in COMPONENTS if components[c].ready)
+    return TwinStatus(
+        observed_generation=observation.observed_generation,
+        phase=phase,
+        components_ready=f"{ready_count}/{len(COMPONENTS)}",
+        components=components,
+        collections=tuple(observation.collections),
+        conditions=with_transition_times(
+            found, previous.conditions if previous is not None else (), now
+        ),
+        gateway_api_key_secret=observation.gateway_api_key_secret,
+    )

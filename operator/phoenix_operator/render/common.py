@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from phoenix_common.naming import Tenancy
 from phoenix_operator import naming
 from phoenix_operator.api import API_VERSION, KIND, Twin
 
@@ -20,6 +21,7 @@ class RenderContext:
     image_prefix: str = "ghcr.io/phoenixtwin/phoenix-"
     image_tag: str = "0.1.0"
     default_qdrant_url: str = "http://qdrant.phoenix-system.svc:6334"
+    default_qdrant_tenancy: Tenancy = "collection"
 
 
 def stable_hash(value: Any, length: int = 16) -> str:

@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from phoenix_operator import naming
-from phoenix_operator.api import Component, SecretKeyRef, Twin
+from phoenix_operator.api import Component, SecretKeyRef, Twin, duration_seconds
 from phoenix_operator.render.common import Manifest, RenderContext, metadata, stable_hash
 
 SANDBOX_DIR = "/sandbox"
@@ -24,10 +24,28 @@ TOOLS_POLICY_KEY = "policy.json"
 # API-key Secret is mounted there with its key renamed to the twin's name, so the
 # key itself never passes through the operator or an environment variable.
 GATEWAY_KEYS_DIR = "/etc/phoenix/gateway-keys"
+# The console-session signing key, shared by every gateway replica (a mounted Secret).
+GATEWAY_SESSION_DIR = "/etc/phoenix/gateway-session"
+# The orchestrator's approval store (SQLite) lives on its PersistentVolumeClaim.
+ORCHESTRATOR_STATE_DIR = "/var/lib/phoenix/orchestrator"
 
 
 def qdrant_url(twin: Twin, ctx: RenderContext) -> str:
     return twin.spec.memory.qdrant.url or ctx.default_qdrant_url
+
+
+def service_url(twin: Twin, component: Component) -> str:
+    """A sibling's address as its callers read it: ``http://<Service>:<port>``.
+
+    The short name resolves through the Pod's DNS search path to the Service in
+    the twin's own namespace (the original's compose addresses had this form).
+    """
+    return f"http://{naming.component_name(twin, component)}:{naming.PORTS[component]}"
+
+
+def telemetry_url(twin: Twin) -> str:
+    """The twin's own telemetry sidecar over loopback, unless the spec names another."""
+    return twin.spec.gateway.telemetry_url or f"http://127.0.0.1:{naming.TELEMETRY_PORT}"
 
 
 def settings_env(twin: Twin, component: Component, ctx: RenderContext) -> dict[str, str]:
@@ -35,14 +53,18 @@ def settings_env(twin: Twin, component: Component, ctx: RenderContext) -> dict[s
     spec = twin.spec
     common = {"TWIN_NAMESPACE": twin.namespace, "TWIN_NAME": twin.name}
     if component == "gateway":
+        # One ConfigMap for both containers of the pod: the gateway reads GATEWAY_* and
+        # TELEMETRY_URL, the telemetry sidecar TELEMETRY_HOST/PORT.
         env = {
             "GATEWAY_PORT": str(naming.PORTS["gateway"]),
-            "ORCHESTRATOR_URL": f"http://{naming.component_name(twin, 'orchestrator')}:"
-            f"{naming.PORTS['orchestrator']}",
+            "ORCHESTRATOR_URL": service_url(twin, "orchestrator"),
+            "TELEMETRY_URL": telemetry_url(twin),
             "GATEWAY_API_KEYS_FILE": GATEWAY_KEYS_DIR,
+            "GATEWAY_SESSION_SECRET_FILE": f"{GATEWAY_SESSION_DIR}/{naming.GATEWAY_SESSION_KEY}",
         }
-        if spec.gateway.telemetry_url:
-            env["TELEMETRY_URL"] = spec.gateway.telemetry_url
+        if not spec.gateway.telemetry_url:
+            env["TELEMETRY_HOST"] = "0.0.0.0"  # noqa: S104 - the kubelet probes the pod IP
+            env["TELEMETRY_PORT"] = str(naming.TELEMETRY_PORT)
         if spec.gateway.auth.jwt is not None:
             env["GATEWAY_JWT_ISSUER"] = spec.gateway.auth.jwt.issuer
             env["GATEWAY_JWT_AUDIENCE"] = spec.gateway.auth.jwt.audience
@@ -50,10 +72,9 @@ def settings_env(twin: Twin, component: Component, ctx: RenderContext) -> dict[s
     elif component == "orchestrator":
         env = {
             "ORCHESTRATOR_HTTP_PORT": str(naming.PORTS["orchestrator"]),
-            "MEMORY_GRPC_ADDR": f"http://{naming.component_name(twin, 'memory')}:"
-            f"{naming.PORTS['memory']}",
-            "TOOLS_GRPC_ADDR": f"http://{naming.component_name(twin, 'tools')}:"
-            f"{naming.PORTS['tools']}",
+            "ORCHESTRATOR_STATE_DIR": ORCHESTRATOR_STATE_DIR,
+            "MEMORY_GRPC_ADDR": service_url(twin, "memory"),
+            "TOOLS_GRPC_ADDR": service_url(twin, "tools"),
             "LLM_PROVIDER": spec.llm.provider,
             "OPENROUTER_MODEL": spec.llm.model,
         }
@@ -72,10 +93,13 @@ def settings_env(twin: Twin, component: Component, ctx: RenderContext) -> dict[s
             env["EMBEDDING_URL"] = spec.memory.embedding.url
         if spec.memory.embedding.model:
             env["EMBEDDING_MODEL"] = spec.memory.embedding.model
+        env.update(memory_policy_env(twin, ctx))
     else:
         env = {
             "TOOLS_GRPC_PORT": str(naming.PORTS["tools"]),
             "TOOLS_METRICS_PORT": str(naming.METRICS_PORTS["tools"]),
+            # The vector_query tool (allowed by default) queries the twin's memory.
+            "MEMORY_GRPC_ADDR": service_url(twin, "memory"),
             "SANDBOX_DIR": SANDBOX_DIR,
             "TOOLS_POLICY_FILE": f"{TOOLS_POLICY_DIR}/{TOOLS_POLICY_KEY}",
             "TOOLS_USE_BWRAP": "true" if spec.tools.sandbox == "bwrap" else "false",
@@ -85,6 +109,35 @@ def settings_env(twin: Twin, component: Component, ctx: RenderContext) -> dict[s
             "TOOLS_ALLOW_UNSANDBOXED": "true" if spec.tools.sandbox == "cwd" else "false",
         }
     return {**env, **common}
+
+
+def memory_policy_env(twin: Twin, ctx: RenderContext) -> dict[str, str]:
+    """Tenancy, per-namespace retention/dedup and backups of the memory service."""
+    memory = twin.spec.memory
+    tenancy = memory.qdrant.resolved_tenancy(ctx.default_qdrant_tenancy)
+    env: dict[str, str] = {"MEMORY_TENANCY": tenancy}
+    if memory.policies:
+        policies = {
+            policy.namespace: {
+                key: value
+                for key, value in (
+                    (
+                        "max_age_seconds",
+                        duration_seconds(policy.max_age) if policy.max_age else None,
+                    ),
+                    ("max_count", policy.max_count),
+                    ("dedup_threshold", policy.dedup_threshold),
+                )
+                if value is not None
+            }
+            for policy in memory.policies
+        }
+        env["MEMORY_NAMESPACE_POLICIES"] = json.dumps(policies, sort_keys=True)
+    # A shared collection (payload tenancy) is backed up where that Qdrant is run.
+    if memory.backup is not None and tenancy == "collection":
+        env["MEMORY_BACKUP_INTERVAL_SECONDS"] = str(duration_seconds(memory.backup.every))
+        env["MEMORY_BACKUP_KEEP"] = str(memory.backup.keep)
+    return env
 
 
 def _secret_env(name: str, ref: SecretKeyRef) -> dict[str, Any]:
@@ -104,6 +157,11 @@ def secret_env(twin: Twin, component: Component) -> list[dict[str, Any]]:
             env.append(_secret_env("EMBEDDING_API_KEY", spec.memory.embedding.api_key_secret_ref))
         return env
     return []
+
+
+def gateway_session_ref(twin: Twin) -> SecretKeyRef:
+    """The generated Secret key every gateway replica signs console sessions with."""
+    return SecretKeyRef(name=naming.gateway_session_secret(twin), key=naming.GATEWAY_SESSION_KEY)
 
 
 def gateway_api_key_ref(twin: Twin) -> SecretKeyRef:

@@ -1,13 +1,21 @@
-"""Deployments, Services, the ServiceAccount, PodDisruptionBudgets and the generated Secret."""
+"""Workloads, Services, the ServiceAccount, PodDisruptionBudgets and the generated Secrets.
+
+The gateway, memory and tools are Deployments (stateless, any replica count).
+The orchestrator is a StatefulSet of at most one Pod with a PersistentVolumeClaim:
+its pending approvals are one SQLite file with one writer, and a StatefulSet
+never runs a replacement Pod before the old one is gone (a Deployment may, after
+a node is lost), so the file never has two writers and survives rescheduling.
+"""
 
 from __future__ import annotations
 
 import base64
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from phoenix_operator import naming
-from phoenix_operator.api import Component, Twin
-from phoenix_operator.render import config
+from phoenix_operator.api import MAX_ORCHESTRATOR_REPLICAS, Component, Twin
+from phoenix_operator.render import config, quantity
 from phoenix_operator.render.common import (
     Manifest,
     RenderContext,
@@ -35,19 +43,60 @@ def service_account(twin: Twin) -> Manifest:
     }
 
 
-def gateway_api_key_secret(twin: Twin, api_key: str) -> Manifest:
-    """The generated gateway API key (only when spec.gateway.auth names no Secret).
+@dataclass(frozen=True)
+class GeneratedSecret:
+    """A Secret key the operator generates once per twin and then only reads back."""
 
-    ``api_key`` is generated once by the caller and read back from the live
-    Secret afterwards, so reconciling never rotates it.
+    name: str
+    key: str
+
+
+def generated_secrets(twin: Twin) -> list[GeneratedSecret]:
+    """The gateway's API key (unless the twin names its own) and its session-signing key."""
+    wanted = []
+    if twin.spec.gateway.auth.api_key_secret_ref is None:
+        wanted.append(GeneratedSecret(naming.gateway_api_key_secret(twin), naming.GATEWAY_API_KEY))
+    wanted.append(GeneratedSecret(naming.gateway_session_secret(twin), naming.GATEWAY_SESSION_KEY))
+    return wanted
+
+
+def generated_secret(twin: Twin, secret: GeneratedSecret, value: str) -> Manifest:
+    """One generated Secret holding ``value``.
+
+    ``value`` is generated once by the caller and read back from the live Secret
+    afterwards, so reconciling never rotates it.
     """
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": metadata(twin, naming.gateway_api_key_secret(twin)),
+        "metadata": metadata(twin, secret.name),
         "type": "Opaque",
-        "data": {naming.GATEWAY_API_KEY: base64.b64encode(api_key.encode()).decode()},
+        "data": {secret.key: base64.b64encode(value.encode()).decode()},
     }
+
+
+WorkloadKind = Literal["Deployment", "StatefulSet"]
+
+
+def workload_kind(component: Component) -> WorkloadKind:
+    return "StatefulSet" if component == "orchestrator" else "Deployment"
+
+
+def replicas(twin: Twin, component: Component) -> int:
+    """Pods the component runs: the spec's, except that the orchestrator runs at most one."""
+    wanted = twin.spec.component(component).replicas
+    return min(wanted, MAX_ORCHESTRATOR_REPLICAS) if component == "orchestrator" else wanted
+
+
+def unhonoured(twin: Twin) -> list[str]:
+    """What the rendering does not do as the spec says (a twin stored before a CRD rule)."""
+    wanted = twin.spec.orchestrator.replicas
+    if wanted > MAX_ORCHESTRATOR_REPLICAS:
+        return [
+            f"spec.orchestrator.replicas is {wanted}, but the orchestrator's approval store has "
+            f"one writer: running {MAX_ORCHESTRATOR_REPLICAS}; set it to 0 or 1"
+        ]
+    return []
 
 
 def _resources(twin: Twin, component: Component) -> dict[str, Any]:
@@ -56,7 +105,7 @@ def _resources(twin: Twin, component: Component) -> dict[str, Any]:
     for part in ("requests", "limits"):
         values = getattr(resources, part).model_dump(exclude_none=True)
         if values:
-            rendered[part] = values
+            rendered[part] = {name: quantity.canonical(q) for name, q in values.items()}
     return rendered
 
 
@@ -80,8 +129,74 @@ def _container_ports(component: Component) -> list[dict[str, Any]]:
     return ports
 
 
-def deployment(twin: Twin, component: Component, ctx: RenderContext) -> Manifest:
-    """A component's Deployment; its pod template carries the component's config hash."""
+def _telemetry_container(twin: Twin, ctx: RenderContext) -> dict[str, Any]:
+    """The telemetry producer (``phoenix-gateway telemetry``), the gateway's SSE upstream.
+
+    Same image and ConfigMap as the gateway; it reads TELEMETRY_HOST/PORT from it.
+    Small fixed resources: it samples psutil every TELEMETRY_INTERVAL_MS.
+    """
+    probe = {"httpGet": {"path": "/health", "port": "telemetry"}, "periodSeconds": 10}
+    return {
+        "name": "telemetry",
+        "image": image(twin, "gateway", ctx),
+        "imagePullPolicy": "IfNotPresent",
+        "args": ["telemetry"],
+        "envFrom": [{"configMapRef": {"name": naming.env_configmap(twin, "gateway")}}],
+        "ports": [{"name": "telemetry", "containerPort": naming.TELEMETRY_PORT, "protocol": "TCP"}],
+        "readinessProbe": probe,
+        "livenessProbe": {**probe, "failureThreshold": 6},
+        "resources": {
+            "requests": {"cpu": "10m", "memory": "64Mi"},
+            "limits": {"memory": "128Mi"},
+        },
+        "securityContext": restricted_container_security(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir
+    }
+
+
+def _secret_volume(name: str, secret: str, key: str, path: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "secret": {
+            "secretName": secret,
+            "items": [{"key": key, "path": path}],
+            "defaultMode": 0o440,
+        },
+    }
+
+
+def _gateway_pod(twin: Twin, ctx: RenderContext, pod_spec: dict[str, Any]) -> None:
+    container = pod_spec["containers"][0]
+    key = config.gateway_api_key_ref(twin)
+    session = config.gateway_session_ref(twin)
+    container["volumeMounts"] += [
+        {"name": "api-keys", "mountPath": config.GATEWAY_KEYS_DIR, "readOnly": True},
+        {"name": "session-key", "mountPath": config.GATEWAY_SESSION_DIR, "readOnly": True},
+    ]
+    pod_spec["volumes"] += [
+        _secret_volume("api-keys", key.name, key.key, twin.name),
+        _secret_volume("session-key", session.name, session.key, session.key),
+    ]
+    if not twin.spec.gateway.telemetry_url:
+        pod_spec["containers"].append(_telemetry_container(twin, ctx))
+
+
+def _tools_pod(twin: Twin, pod_spec: dict[str, Any], bwrap: bool) -> None:
+    pod_spec["containers"][0]["volumeMounts"] += [
+        {"name": "sandbox", "mountPath": config.SANDBOX_DIR},
+        {"name": "policy", "mountPath": config.TOOLS_POLICY_DIR, "readOnly": True},
+    ]
+    pod_spec["volumes"] += [
+        {"name": "sandbox", "emptyDir": {}},
+        {"name": "policy", "configMap": {"name": naming.tools_policy_configmap(twin)}},
+    ]
+    pod_spec["nodeSelector"] = {"kubernetes.io/os": "linux"}
+    if bwrap:
+        pod_spec["hostUsers"] = False
+
+
+def pod_spec(twin: Twin, component: Component, ctx: RenderContext) -> dict[str, Any]:
+    """The Pod template's spec of one component."""
     bwrap = component == "tools" and twin.spec.tools.sandbox == "bwrap"
     container: dict[str, Any] = {
         "name": component,
@@ -98,64 +213,84 @@ def deployment(twin: Twin, component: Component, ctx: RenderContext) -> Manifest
     env = config.secret_env(twin, component)
     if env:
         container["env"] = env
-    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
-    pod_spec: dict[str, Any] = {
+    spec: dict[str, Any] = {
         "serviceAccountName": naming.service_account(twin),
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": bwrap_pod_security() if bwrap else restricted_pod_security(),
         "containers": [container],
-        "volumes": volumes,
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
     }
     if component == "gateway":
-        key = config.gateway_api_key_ref(twin)
-        container["volumeMounts"] += [
-            {"name": "api-keys", "mountPath": config.GATEWAY_KEYS_DIR, "readOnly": True}
-        ]
-        volumes += [
-            {
-                "name": "api-keys",
-                "secret": {
-                    "secretName": key.name,
-                    "items": [{"key": key.key, "path": twin.name}],
-                    "defaultMode": 0o440,
+        _gateway_pod(twin, ctx, spec)
+    elif component == "orchestrator":
+        container["volumeMounts"].append(
+            {"name": STATE_VOLUME, "mountPath": config.ORCHESTRATOR_STATE_DIR}
+        )
+        # The claim is chowned to fsGroup once, not on every mount of a grown volume.
+        spec["securityContext"]["fsGroupChangePolicy"] = "OnRootMismatch"
+    elif component == "tools":
+        _tools_pod(twin, spec, bwrap)
+    return spec
+
+
+STATE_VOLUME = "state"
+
+
+def _state_claim(twin: Twin) -> dict[str, Any]:
+    """The orchestrator's volume claim template (immutable once the StatefulSet exists)."""
+    storage = twin.spec.orchestrator.storage
+    claim: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": quantity.canonical(storage.size)}},
+    }
+    if storage.storage_class_name:
+        claim["storageClassName"] = storage.storage_class_name
+    return {
+        "metadata": {"name": STATE_VOLUME, "labels": naming.selector(twin, "orchestrator")},
+        "spec": claim,
+    }
+
+
+def workload(twin: Twin, component: Component, ctx: RenderContext) -> Manifest:
+    """A component's Deployment (StatefulSet for the orchestrator), with its config hash."""
+    kind = workload_kind(component)
+    spec: dict[str, Any] = {
+        "replicas": replicas(twin, component),
+        "revisionHistoryLimit": 3,
+        "selector": {"matchLabels": naming.selector(twin, component)},
+        "template": {
+            "metadata": {
+                "labels": naming.component_labels(twin, component),
+                "annotations": {
+                    naming.CONFIG_HASH_ANNOTATION: config.config_hash(twin, component, ctx)
                 },
-            }
-        ]
-    if component == "tools":
-        container["volumeMounts"] += [
-            {"name": "sandbox", "mountPath": config.SANDBOX_DIR},
-            {"name": "policy", "mountPath": config.TOOLS_POLICY_DIR, "readOnly": True},
-        ]
-        volumes += [
-            {"name": "sandbox", "emptyDir": {}},
-            {"name": "policy", "configMap": {"name": naming.tools_policy_configmap(twin)}},
-        ]
-        pod_spec["nodeSelector"] = {"kubernetes.io/os": "linux"}
-        if bwrap:
-            pod_spec["hostUsers"] = False
+            },
+            "spec": pod_spec(twin, component, ctx),
+        },
+    }
+    if kind == "StatefulSet":
+        spec |= {
+            "serviceName": naming.component_name(twin, component),
+            "podManagementPolicy": "OrderedReady",
+            "updateStrategy": {"type": "RollingUpdate"},
+            # Deleting the twin (so its StatefulSet) deletes the approval store with it;
+            # scaling to 0 keeps it for the next Pod.
+            "persistentVolumeClaimRetentionPolicy": {
+                "whenDeleted": "Delete",
+                "whenScaled": "Retain",
+            },
+            "volumeClaimTemplates": [_state_claim(twin)],
+        }
     return {
         "apiVersion": "apps/v1",
-        "kind": "Deployment",
+        "kind": kind,
         "metadata": metadata(
             twin,
-            naming.component_name(twin, component),
+            naming.workload_name(twin.name, component),
             naming.component_labels(twin, component),
         ),
-        "spec": {
-            "replicas": twin.spec.component(component).replicas,
-            "revisionHistoryLimit": 3,
-            "selector": {"matchLabels": naming.selector(twin, component)},
-            "template": {
-                "metadata": {
-                    "labels": naming.component_labels(twin, component),
-                    "annotations": {
-                        naming.CONFIG_HASH_ANNOTATION: config.config_hash(twin, component, ctx)
-                    },
-                },
-                "spec": pod_spec,
-            },
-        },
+        "spec": spec,
     }
 
 
@@ -193,7 +328,7 @@ def pod_disruption_budget(twin: Twin, component: Component) -> Manifest | None:
 
     A budget on one replica would block every node drain, so none is rendered then.
     """
-    if twin.spec.component(component).replicas <= 1:
+    if replicas(twin, component) <= 1:
         return None
     return {
         "apiVersion": "policy/v1",

@@ -1,9 +1,21 @@
 """``/ws/chat/{user_id}``: the UI's chat socket.
 
-The credential is checked before any frame is read; a missing or invalid one,
-or one for another twin than ``user_id``, closes the socket with 1008 (policy
-violation). Frames are then handled one at a time, as in the original; a bad
-frame gets an error ``status_update`` and the socket stays open.
+Who may open it is settled before any frame is read:
+
+- no credential at all (the original's UI against an authenticating gateway) is
+  refused in the handshake (HTTP 403): a browser then counts a failed attempt,
+  so the original UI stops after its five retries instead of reconnecting every
+  3 s forever, which it does when an accepted socket closes;
+- a credential that is invalid, expired or for another twin than ``user_id``:
+  the socket is accepted and closed with 1008 "unauthorized", so a client
+  learns that it should sign in again;
+- the local no-auth mode (``access``) serves a caller without a credential,
+  from an allowed origin, as the twin in the path.
+
+Frames are then handled one at a time, as in the original: exactly one reply
+per frame, a ``complete_message`` or an error ``status_update``. A client that
+wants to know when the gateway starts working on a frame asks for a ``busy``
+status first with ``?busy=true``; nothing else is sent that it did not ask for.
 """
 
 from __future__ import annotations
@@ -15,49 +27,72 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect, status
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from phoenix_gateway.auth import Authenticator, Principal, find_credential, same_origin
+from phoenix_gateway.access import AccessPolicy, same_origin
+from phoenix_gateway.auth import Authenticator, Principal, find_credential
 from phoenix_gateway.chat import ChatError, Relay, parse_frame
 from phoenix_gateway.contracts import StatusUpdate
-from phoenix_gateway.observability import AUTH_REFUSED, WS_CONNECTIONS, WS_FRAMES, span_attributes
+from phoenix_gateway.metrics import AUTH_REFUSED, WS_CONNECTIONS, WS_FRAMES
+from phoenix_gateway.observability import span_attributes
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer("phoenix_gateway.chat")
 router = APIRouter(tags=["chat"])
 BINARY_FRAME_ERROR = StatusUpdate(
     status="error", details="Invalid JSON payload: binary frames are not supported"
-).model_dump()
+).model_dump_json()
+BUSY = StatusUpdate(status="busy").model_dump_json()
+FRAMES_COMPLETE = WS_FRAMES.labels("complete")
+TRUE_VALUES = frozenset({"1", "true", "yes", "on"})
 
 
-async def _authenticate(websocket: WebSocket, user_id: str) -> Principal | None:
-    authenticator: Authenticator = websocket.app.state.authenticator
+class Refused(Exception):
+    """The socket is refused; ``in_handshake`` says whether before or after accepting it."""
+
+    def __init__(self, reason: str, *, in_handshake: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.in_handshake = in_handshake
+
+
+async def _authenticate(websocket: WebSocket, user_id: str) -> Principal:
     credential = find_credential(websocket.headers, websocket.query_params, websocket.cookies)
+    if credential is None:
+        policy: AccessPolicy = websocket.app.state.access
+        client = websocket.client.host if websocket.client else None
+        refusal = policy.anonymous_refusal(websocket.headers, client)
+        if refusal is not None:
+            raise Refused(refusal, in_handshake=True)
+        return Principal(user_id, "local")
+    authenticator: Authenticator = websocket.app.state.authenticator
     principal = await authenticator.authenticate(credential)
     if principal is None:
-        AUTH_REFUSED.labels("ws", "missing" if credential is None else "invalid").inc()
-        return None
+        raise Refused("invalid", in_handshake=False)
     if principal.source == "cookie" and not same_origin(websocket.headers):
-        AUTH_REFUSED.labels("ws", "cross_origin").inc()
-        return None
+        raise Refused("cross_origin", in_handshake=False)
     if principal.twin_id != user_id:
-        AUTH_REFUSED.labels("ws", "twin_mismatch").inc()
-        return None
+        raise Refused("twin_mismatch", in_handshake=False)
     return principal
 
 
 @router.websocket("/ws/chat/{user_id}")
 async def chat_socket(websocket: WebSocket, user_id: str) -> None:
-    principal = await _authenticate(websocket, user_id)
-    # Accept, then close: a browser sees close code 1008 only on an accepted socket.
-    await websocket.accept()
-    if principal is None:
+    try:
+        principal = await _authenticate(websocket, user_id)
+    except Refused as refused:
+        AUTH_REFUSED.labels("ws", refused.reason).inc()
+        if not refused.in_handshake:
+            # Accept, then close: a browser sees close code 1008 only on an accepted socket.
+            await websocket.accept()
         await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason="unauthorized")
         return
+    await websocket.accept()
     relay = Relay(websocket.app.state.orchestrator, websocket.app.state.settings.default_namespace)
+    busy = websocket.query_params.get("busy", "").lower() in TRUE_VALUES
     WS_CONNECTIONS.inc()
     try:
         # A JWT or session expires; the socket it opened closes then (1008).
         async with asyncio.timeout(principal.seconds_left()) as lifetime:
-            await _serve(websocket, relay, user_id)
+            await _serve(websocket, relay, user_id, busy=busy)
     except WebSocketDisconnect:
         return
     except TimeoutError:
@@ -68,7 +103,7 @@ async def chat_socket(websocket: WebSocket, user_id: str) -> None:
         WS_CONNECTIONS.dec()
 
 
-async def _serve(websocket: WebSocket, relay: Relay, user_id: str) -> None:
+async def _serve(websocket: WebSocket, relay: Relay, user_id: str, *, busy: bool) -> None:
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
@@ -76,12 +111,14 @@ async def _serve(websocket: WebSocket, relay: Relay, user_id: str) -> None:
         text = message.get("text")
         if text is None:
             WS_FRAMES.labels("binary").inc()
-            await websocket.send_json(BINARY_FRAME_ERROR)
+            await websocket.send_text(BINARY_FRAME_ERROR)
             continue
-        await _answer(websocket, relay, text, user_id)
+        await _answer(websocket, relay, text, user_id, busy=busy)
 
 
-async def _answer(websocket: WebSocket, relay: Relay, text: str, user_id: str) -> None:
+async def _answer(
+    websocket: WebSocket, relay: Relay, text: str, user_id: str, *, busy: bool
+) -> None:
     # Each frame is its own trace (a fresh root, not a child of the long-lived socket).
     with tracer.start_as_current_span(
         "chat frame",
@@ -91,13 +128,15 @@ async def _answer(websocket: WebSocket, relay: Relay, text: str, user_id: str) -
     ) as span:
         try:
             frame = parse_frame(text, user_id)
-            span.set_attributes(span_attributes(session=frame.session_id))
-            await websocket.send_json(StatusUpdate(status="busy").model_dump())
+            if span.is_recording():
+                span.set_attributes(span_attributes(session=frame.session_id))
+            if busy:
+                await websocket.send_text(BUSY)
             reply = await relay.send(relay.request_for(frame))
         except ChatError as err:
             WS_FRAMES.labels(err.outcome).inc()
             span.set_attribute("phoenix.outcome", err.outcome)
-            await websocket.send_json(err.frame())
+            await websocket.send_text(err.frame())
             return
-        WS_FRAMES.labels("complete").inc()
-        await websocket.send_json(reply.to_frame())
+        FRAMES_COMPLETE.inc()
+        await websocket.send_text(reply.to_frame())

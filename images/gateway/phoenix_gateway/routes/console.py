@@ -9,32 +9,26 @@ loopback name, so the local console opens without pasting the key.
 
 from __future__ import annotations
 
-import ipaddress
 from importlib import resources
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Request, Response
 from fastapi.responses import FileResponse
 
+from phoenix_gateway.access import LOOPBACK_NAMES, host_name, is_loopback_address
 from phoenix_gateway.auth import COOKIE_NAME, Credential
 from phoenix_gateway.deps import AuthenticatorDep, PrincipalDep, SettingsDep, unauthorized
-from phoenix_gateway.observability import AUTH_REFUSED
+from phoenix_gateway.metrics import AUTH_REFUSED
 
 router = APIRouter(tags=["console"])
 STATIC_DIR = resources.files("phoenix_gateway") / "static"
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
 
 
 def is_local_visit(request: Request) -> bool:
     """A loopback client asking for a loopback host name (a DNS-rebound name is refused)."""
-    client = request.client.host if request.client else ""
-    try:
-        loopback = ipaddress.ip_address(client).is_loopback
-    except ValueError:
-        loopback = False
-    host = request.headers.get("host", "")
-    hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    return loopback and hostname in LOOPBACK_HOSTS
+    client = request.client.host if request.client else None
+    host = host_name(request.headers.get("host", "")).lower()
+    return is_loopback_address(client) and host in LOOPBACK_NAMES
 
 
 def _set_session_cookie(request: Request, response: Response, token: str, max_age: int) -> None:
@@ -77,7 +71,7 @@ async def login(
 ) -> dict[str, str]:
     """Exchange an API key (or a JWT) for the console's session cookie."""
     principal = await authenticator.authenticate(Credential(api_key, "header"))
-    if principal is None:
+    if principal is None or principal.twin_id is None:
         AUTH_REFUSED.labels("http", "invalid").inc()
         raise unauthorized("invalid API key")
     sessions = authenticator.sessions
@@ -93,4 +87,6 @@ async def logout(response: Response) -> None:
 @router.get("/api/whoami")
 async def whoami(principal: PrincipalDep) -> dict[str, str]:
     """The twin the presented credential acts for (the console builds its socket URL from it)."""
+    if principal.twin_id is None:  # anonymous (local no-auth mode): no twin of its own
+        raise unauthorized()
     return {"twin_id": principal.twin_id, "method": principal.method}

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote, urlencode
 
-import httpx
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import Response
+from opentelemetry import propagate
 
-from phoenix_gateway.deps import OrchestratorDep, PrincipalDep, require_same_twin
+from phoenix_gateway.deps import OrchestratorDep, PrincipalDep, acting_twin
+from phoenix_gateway.upstream import UpstreamClient, UpstreamError
 
 router = APIRouter(prefix="/api", tags=["orchestrator"])
 
@@ -23,7 +25,7 @@ PASSED_HEADERS = ("content-type", "retry-after")
 
 
 async def _forward(
-    client: httpx.AsyncClient,
+    client: UpstreamClient,
     method: str,
     path: str,
     *,
@@ -31,16 +33,21 @@ async def _forward(
     params: dict[str, str] | None = None,
     body: dict[str, Any] | None = None,
 ) -> Response:
+    headers = {"x-user-id": twin_id}
+    propagate.inject(headers)  # this request's server span, when tracing is on
+    content = b""
+    if body is not None:
+        content = json.dumps(body).encode()
+        headers["content-type"] = "application/json"
+    target = f"{path}?{urlencode(params)}" if params else path
     try:
-        upstream = await client.request(
-            method, path, params=params, json=body, headers={"X-User-ID": twin_id}
-        )
-    except httpx.HTTPError:
+        upstream = await client.request(method, target, body=content, headers=headers.items())
+    except (UpstreamError, ValueError):
         raise HTTPException(
             status_code=status.HTTP_502_BAD_GATEWAY, detail="orchestrator unavailable"
         ) from None
-    headers = {k: v for k, v in upstream.headers.items() if k.lower() in PASSED_HEADERS}
-    return Response(content=upstream.content, status_code=upstream.status_code, headers=headers)
+    passed = {k: v for k, v in upstream.headers if k in PASSED_HEADERS}
+    return Response(content=upstream.body, status_code=upstream.status, headers=passed)
 
 
 async def _json_object(request: Request) -> dict[str, Any]:
@@ -60,9 +67,8 @@ async def _json_object(request: Request) -> dict[str, Any]:
 async def chat(request: Request, principal: PrincipalDep, client: OrchestratorDep) -> Response:
     """``POST /chat`` with the original's ChatRequest; ``twin_id`` defaults to the caller's."""
     body = await _json_object(request)
-    body.setdefault("twin_id", principal.twin_id)
-    require_same_twin(principal, body["twin_id"])
-    return await _forward(client, "POST", "/chat", twin_id=principal.twin_id, body=body)
+    body["twin_id"] = twin = acting_twin(principal, body.get("twin_id"))
+    return await _forward(client, "POST", "/chat", twin_id=twin, body=body)
 
 
 @router.get("/approvals")
@@ -72,9 +78,8 @@ async def list_approvals(
     """Pending approvals of a session (``?session_id=``), for the caller's twin only."""
     params = dict(request.query_params)
     params.pop("token", None)
-    params.setdefault("twin_id", principal.twin_id)
-    require_same_twin(principal, params["twin_id"])
-    return await _forward(client, "GET", "/v1/approvals", twin_id=principal.twin_id, params=params)
+    params["twin_id"] = twin = acting_twin(principal, params.get("twin_id"))
+    return await _forward(client, "GET", "/v1/approvals", twin_id=twin, params=params)
 
 
 @router.post("/approvals/{request_id}/{decision}")
@@ -93,13 +98,12 @@ async def decide_approval(
     if decision not in ("approve", "deny"):
         raise HTTPException(status_code=404, detail="decision must be approve or deny")
     body = await _json_object(request)
-    require_same_twin(principal, body.get("twin_id", principal.twin_id))
-    body["twin_id"] = principal.twin_id
-    body.setdefault("actor", principal.twin_id)
+    body["twin_id"] = twin = acting_twin(principal, body.get("twin_id"))
+    body.setdefault("actor", twin)
     return await _forward(
         client,
         "POST",
-        f"/v1/approvals/{request_id}/{decision}",
-        twin_id=principal.twin_id,
+        f"/v1/approvals/{quote(request_id, safe='')}/{decision}",
+        twin_id=twin,
         body=body,
     )

@@ -119,7 +119,9 @@ function approvalMessage(command, approved) {
 
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const socket = new WebSocket(`${scheme}://${location.host}/ws/chat/${encodeURIComponent(state.twinId)}`);
+  // ?busy=true: a "busy" status before each reply disables the send button meanwhile.
+  const socket = new WebSocket(
+    `${scheme}://${location.host}/ws/chat/${encodeURIComponent(state.twinId)}?busy=true`);
   state.socket = socket;
   socket.addEventListener("open", () => { state.attempts = 0; setConnection(true); });
   socket.addEventListener("message", (event) => {

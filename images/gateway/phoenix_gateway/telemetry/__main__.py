@@ -2,6 +2,6 @@
 
 import sys
 
-from phoenix_gateway.__main__ import main
+from phoenix_gateway.telemetry.server import main
 
-sys.exit(main(["telemetry"]))
+sys.exit(main())

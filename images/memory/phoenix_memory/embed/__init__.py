@@ -1,1 +1,1 @@
-"""Text embedders: a local sentence-transformers model or an OpenAI-compatible API."""
+"""Text embedders: all-MiniLM-L6-v2 on ONNX Runtime, or an OpenAI-compatible API."""

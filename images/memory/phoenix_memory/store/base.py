@@ -1,9 +1,15 @@
 """The storage interface every backend implements, and its error contract.
 
-A backend stores points (a vector plus a ``Memory`` payload) in named
-collections. Every method raises ``DependencyUnavailable`` when the engine
-fails, never the engine's own exception: ``backend_errors`` does that wrapping.
-Writes return only once they are durable.
+A backend stores points (a vector plus a ``Memory`` payload) for a ``Scope``: a
+collection of its own (collection tenancy), or the tenant's slice of a shared
+collection (payload tenancy), where the backend adds the tenant condition to
+every read, write and delete itself. Every method raises
+``DependencyUnavailable`` when the engine fails, never the engine's own
+exception: ``backend_errors`` does that wrapping. Writes return only once they
+are durable.
+
+The memory service owns the schema: ``ensure`` creates a collection with the
+vector size, cosine distance and the payload indexes its filters need.
 """
 
 from __future__ import annotations
@@ -11,10 +17,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Protocol
 
 from phoenix_common.errors import DependencyUnavailable, PhoenixError
-from phoenix_memory.model import Memory, MemoryFilter, ScoredMemory
+from phoenix_memory.model import Memory, MemoryFilter, Scope, ScoredMemory
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +29,7 @@ Vector = Sequence[float]
 
 
 class MemoryStore(Protocol):
-    """Vector storage for memories, one collection per (twin, memory namespace)."""
+    """Vector storage for memories, addressed by Scope."""
 
     @property
     def description(self) -> str:
@@ -33,31 +40,41 @@ class MemoryStore(Protocol):
         """Return if the engine answers; raise DependencyUnavailable otherwise."""
         ...
 
-    async def collection_exists(self, collection: str) -> bool: ...
-
-    async def create_collection(self, collection: str, dim: int) -> None:
-        """Create a cosine collection of ``dim``-sized vectors, with payload indexes where the
-        engine has them; on an existing collection, only (re)create missing indexes."""
+    async def exists(self, scope: Scope) -> bool:
+        """Whether the scope's collection exists (its tenant may still hold nothing)."""
         ...
 
-    async def upsert(self, collection: str, points: Sequence[tuple[Memory, Vector]]) -> None:
+    async def ensure(self, scope: Scope, dim: int) -> None:
+        """Create the scope's collection (cosine, ``dim``-sized vectors, payload indexes,
+        the tenant index in a shared collection) if missing; add any missing index."""
+        ...
+
+    async def upsert(self, scope: Scope, points: Sequence[tuple[Memory, Vector]]) -> None:
         """Store the points and return once they are durable."""
         ...
 
     async def search(
-        self, collection: str, vector: Vector, where: MemoryFilter, limit: int
+        self, scope: Scope, vector: Vector, where: MemoryFilter, limit: int
     ) -> list[ScoredMemory]: ...
 
-    async def count(self, collection: str, where: MemoryFilter) -> int: ...
+    async def count(self, scope: Scope, where: MemoryFilter) -> int: ...
 
     async def newest(
-        self, collection: str, where: MemoryFilter, offset: int, limit: int
+        self, scope: Scope, where: MemoryFilter, offset: int, limit: int
     ) -> list[Memory]:
         """Memories ordered by creation time, newest first."""
         ...
 
-    async def delete(self, collection: str, memory_id: str) -> bool:
-        """Delete one memory durably; False if there was none with that id."""
+    async def delete(self, scope: Scope, memory_ids: Sequence[str]) -> int:
+        """Delete those of the memories the scope holds, durably; how many there were."""
+        ...
+
+    async def delete_before(self, scope: Scope, cutoff: datetime) -> int:
+        """Delete the scope's memories created before ``cutoff``; how many there were."""
+        ...
+
+    async def refresh(self, scope: Scope, memory_id: str, created_at: datetime) -> bool:
+        """Set a memory's timestamp to ``created_at``; False if the scope holds no such id."""
         ...
 
     async def close(self) -> None: ...

@@ -1,34 +1,46 @@
 """The Qdrant server backend, through qdrant-client's AsyncQdrantClient over gRPC.
 
-``QDRANT_URL`` names Qdrant's gRPC endpoint (port 6334), as in the original.
-With ``QDRANT_PATH`` the same code runs on qdrant-client's local mode instead:
-that is how the tests exercise this backend without a Qdrant server.
+The client comes from ``phoenix_common.qdrant.connect``, the builder the
+operator uses too. Tests run this backend against the real Qdrant server binary
+(tests/memory/qdrant_server.py), not qdrant-client's local mode, which ignores
+payload indexes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
-from urllib.parse import urlsplit
+from datetime import datetime
+from typing import Any
 
 from qdrant_client import AsyncQdrantClient, models
 
+from phoenix_common import qdrant
+from phoenix_common.naming import TENANT_FIELD, TWIN_FIELD
 from phoenix_memory import model
-from phoenix_memory.model import Memory, MemoryFilter, ScoredMemory
+from phoenix_memory.model import Memory, MemoryFilter, Scope, ScoredMemory
 from phoenix_memory.store.base import Vector, backend_errors
 
 ENGINE = "Qdrant"
 
-_INDEXED_FIELDS = {
+_INDEXES: dict[str, Any] = {
     model.TWIN_ID: models.PayloadSchemaType.KEYWORD,
     model.MEMORY_TYPE: models.PayloadSchemaType.KEYWORD,
     model.CREATED_AT_MS: models.PayloadSchemaType.INTEGER,
 }
+_SHARED_INDEXES: dict[str, Any] = {
+    # Qdrant co-locates each tenant's points and plans filters around this key (v1.11+).
+    TENANT_FIELD: models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True),
+    TWIN_FIELD: models.PayloadSchemaType.KEYWORD,
+}
 
 
-def to_filter(where: MemoryFilter) -> models.Filter | None:
-    """The Qdrant filter for ``where``; None when it selects everything."""
+def to_filter(scope: Scope, where: MemoryFilter, *extra: models.Condition) -> models.Filter | None:
+    """The Qdrant filter for ``where`` in ``scope`` (the tenant first, never optional)."""
     must: list[models.Condition] = []
+    if scope.tenant is not None:
+        must.append(
+            models.FieldCondition(key=TENANT_FIELD, match=models.MatchValue(value=scope.tenant))
+        )
     if where.twin_id:
         must.append(
             models.FieldCondition(key=model.TWIN_ID, match=models.MatchValue(value=where.twin_id))
@@ -39,40 +51,30 @@ def to_filter(where: MemoryFilter) -> models.Filter | None:
                 key=model.MEMORY_TYPE, match=models.MatchAny(any=list(where.memory_types))
             )
         )
+    must.extend(extra)
     return models.Filter(must=must) if must else None
 
 
-class QdrantServerStore:
-    """MemoryStore on a Qdrant server (or qdrant-client local mode)."""
+def payload(scope: Scope, memory: Memory) -> dict[str, Any]:
+    data = memory.to_payload()
+    if scope.tenant is not None:
+        data[TENANT_FIELD] = scope.tenant
+        data[TWIN_FIELD] = scope.twin
+    return data
 
-    def __init__(self, client: AsyncQdrantClient, *, description: str, local: bool) -> None:
-        self._client = client
+
+class QdrantServerStore:
+    """MemoryStore on a Qdrant server."""
+
+    def __init__(self, client: AsyncQdrantClient, *, description: str) -> None:
+        self.client = client
         self._description = description
-        # Local mode ignores payload indexes and warns about them.
-        self._payload_indexes = not local
 
     @classmethod
     def connect(cls, url: str, *, api_key: str | None, timeout_s: float) -> QdrantServerStore:
-        """A client for the gRPC endpoint ``url``; it connects lazily, on the first call."""
-        parts = urlsplit(url)
-        client = AsyncQdrantClient(
-            host=parts.hostname or "127.0.0.1",
-            grpc_port=parts.port or 6334,
-            prefer_grpc=True,
-            https=parts.scheme == "https",
-            api_key=api_key,
-            timeout=max(1, round(timeout_s)),
-            # The version check is a blocking REST call to port 6333 at construction.
-            check_compatibility=False,
-        )
-        return cls(client, description=f"Qdrant at {parts.hostname}:{parts.port}", local=False)
-
-    @classmethod
-    def local(cls, path: Path) -> QdrantServerStore:
-        """qdrant-client local mode on ``path`` (one process at a time may open it)."""
-        path.mkdir(parents=True, exist_ok=True)
-        client = AsyncQdrantClient(path=str(path))
-        return cls(client, description=f"Qdrant local mode at {path}", local=True)
+        """A store on the gRPC endpoint ``url``; it connects lazily, on the first call."""
+        client = qdrant.connect(url, api_key=api_key, timeout_s=timeout_s)
+        return cls(client, description=f"Qdrant at {qdrant.describe(url)}")
 
     @property
     def description(self) -> str:
@@ -80,44 +82,45 @@ class QdrantServerStore:
 
     async def ping(self) -> None:
         with backend_errors(ENGINE, "health check"):
-            await self._client.get_collections()
+            await self.client.get_collections()
 
-    async def collection_exists(self, collection: str) -> bool:
+    async def exists(self, scope: Scope) -> bool:
         with backend_errors(ENGINE, "collection lookup"):
-            return await self._client.collection_exists(collection)
+            return await self.client.collection_exists(scope.collection)
 
-    async def create_collection(self, collection: str, dim: int) -> None:
+    async def ensure(self, scope: Scope, dim: int) -> None:
         with backend_errors(ENGINE, "create collection"):
-            if not await self._client.collection_exists(collection):
-                await self._client.create_collection(
-                    collection,
+            if not await self.client.collection_exists(scope.collection):
+                await self.client.create_collection(
+                    scope.collection,
                     vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
                 )
-            if self._payload_indexes:  # idempotent: also repairs collections made elsewhere
-                for field, schema in _INDEXED_FIELDS.items():
-                    await self._client.create_payload_index(
-                        collection, field, field_schema=schema, wait=True
-                    )
+            indexes = {**_INDEXES, **(_SHARED_INDEXES if scope.shared else {})}
+            # Idempotent: also repairs collections created elsewhere or by older versions.
+            for field, schema in indexes.items():
+                await self.client.create_payload_index(
+                    scope.collection, field, field_schema=schema, wait=True
+                )
 
-    async def upsert(self, collection: str, points: Sequence[tuple[Memory, Vector]]) -> None:
+    async def upsert(self, scope: Scope, points: Sequence[tuple[Memory, Vector]]) -> None:
         with backend_errors(ENGINE, "upsert"):
-            await self._client.upsert(
-                collection,
+            await self.client.upsert(
+                scope.collection,
                 points=[
-                    models.PointStruct(id=m.id, vector=list(v), payload=m.to_payload())
+                    models.PointStruct(id=m.id, vector=list(v), payload=payload(scope, m))
                     for m, v in points
                 ],
                 wait=True,
             )
 
     async def search(
-        self, collection: str, vector: Vector, where: MemoryFilter, limit: int
+        self, scope: Scope, vector: Vector, where: MemoryFilter, limit: int
     ) -> list[ScoredMemory]:
         with backend_errors(ENGINE, "search"):
-            response = await self._client.query_points(
-                collection,
+            response = await self.client.query_points(
+                scope.collection,
                 query=list(vector),
-                query_filter=to_filter(where),
+                query_filter=to_filter(scope, where),
                 limit=limit,
                 with_payload=True,
             )
@@ -126,41 +129,75 @@ class QdrantServerStore:
             for point in response.points
         ]
 
-    async def count(self, collection: str, where: MemoryFilter) -> int:
+    async def count(self, scope: Scope, where: MemoryFilter) -> int:
         with backend_errors(ENGINE, "count"):
-            result = await self._client.count(collection, count_filter=to_filter(where), exact=True)
+            result = await self.client.count(
+                scope.collection, count_filter=to_filter(scope, where), exact=True
+            )
         return result.count
 
     async def newest(
-        self, collection: str, where: MemoryFilter, offset: int, limit: int
+        self, scope: Scope, where: MemoryFilter, offset: int, limit: int
     ) -> list[Memory]:
         with backend_errors(ENGINE, "list"):
-            response = await self._client.query_points(
-                collection,
+            response = await self.client.query_points(
+                scope.collection,
                 query=models.OrderByQuery(
                     order_by=models.OrderBy(
                         key=model.CREATED_AT_MS, direction=models.Direction.DESC
                     )
                 ),
-                query_filter=to_filter(where),
+                query_filter=to_filter(scope, where),
                 offset=offset,
                 limit=limit,
                 with_payload=True,
             )
         return [Memory.from_payload(point.id, point.payload) for point in response.points]
 
-    async def delete(self, collection: str, memory_id: str) -> bool:
-        with backend_errors(ENGINE, "delete"):
-            found = await self._client.retrieve(
-                collection, [memory_id], with_payload=False, with_vectors=False
-            )
-            if not found:
-                return False
-            await self._client.delete(
-                collection, points_selector=models.PointIdsList(points=[memory_id]), wait=True
-            )
-        return True
+    async def _delete_matching(self, scope: Scope, selector: models.Filter, op: str) -> int:
+        with backend_errors(ENGINE, op):
+            found = (
+                await self.client.count(scope.collection, count_filter=selector, exact=True)
+            ).count
+            if found:
+                await self.client.delete(
+                    scope.collection,
+                    points_selector=models.FilterSelector(filter=selector),
+                    wait=True,
+                )
+        return found
+
+    async def delete(self, scope: Scope, memory_ids: Sequence[str]) -> int:
+        if not memory_ids:
+            return 0
+        selector = to_filter(scope, MemoryFilter(), models.HasIdCondition(has_id=list(memory_ids)))
+        assert selector is not None
+        return await self._delete_matching(scope, selector, "delete")
+
+    async def delete_before(self, scope: Scope, cutoff: datetime) -> int:
+        older = models.FieldCondition(
+            key=model.CREATED_AT_MS, range=models.Range(lt=int(cutoff.timestamp() * 1000))
+        )
+        selector = to_filter(scope, MemoryFilter(), older)
+        assert selector is not None
+        return await self._delete_matching(scope, selector, "expire")
+
+    async def refresh(self, scope: Scope, memory_id: str, created_at: datetime) -> bool:
+        selector = to_filter(scope, MemoryFilter(), models.HasIdCondition(has_id=[memory_id]))
+        assert selector is not None
+        with backend_errors(ENGINE, "refresh"):
+            found = (
+                await self.client.count(scope.collection, count_filter=selector, exact=True)
+            ).count
+            if found:
+                await self.client.set_payload(
+                    scope.collection,
+                    payload=Memory.timestamp_payload(created_at),
+                    points=models.FilterSelector(filter=selector),
+                    wait=True,
+                )
+        return bool(found)
 
     async def close(self) -> None:
         with backend_errors(ENGINE, "close"):
-            await self._client.close()
+            await self.client.close()

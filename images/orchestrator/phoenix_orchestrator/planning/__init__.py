@@ -14,6 +14,15 @@ from phoenix_orchestrator.actions import ActionMemory, ActionResponse, ActionToo
 
 Action = ActionMemory | ActionTool | ActionResponse
 PlannerName = Literal["builtin", "deterministic", "llm", "deterministic-fallback"]
+FailureReason = Literal["timeout", "unavailable", "http_error", "invalid_output"]
+
+
+class LLMPlanningError(Exception):
+    """The LLM gave no usable decision; the message is safe to show to users."""
+
+    def __init__(self, reason: FailureReason, message: str) -> None:
+        super().__init__(message)
+        self.reason: FailureReason = reason
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 from pydantic import ValidationError
@@ -26,21 +26,12 @@ from tenacity import (
 )
 
 from phoenix_orchestrator.actions import action_json_schema, parse_action
-from phoenix_orchestrator.planning import Action, prompt
+from phoenix_orchestrator.planning import Action, LLMPlanningError, prompt
 from phoenix_orchestrator.settings import OrchestratorSettings
 
 logger = logging.getLogger(__name__)
 
-FailureReason = Literal["timeout", "unavailable", "http_error", "invalid_output"]
 _FORMAT_HINTS = ("response_format", "json_schema", "structured", "schema")
-
-
-class LLMPlanningError(Exception):
-    """The LLM gave no usable decision; the message is safe to show to users."""
-
-    def __init__(self, reason: FailureReason, message: str) -> None:
-        super().__init__(message)
-        self.reason: FailureReason = reason
 
 
 class _Transient(LLMPlanningError):

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import logging
 from datetime import date
+from typing import TYPE_CHECKING, Any
 
 from phoenix_orchestrator.actions import dump_action
 from phoenix_orchestrator.observability import Metrics
-from phoenix_orchestrator.planning import Plan, deterministic
-from phoenix_orchestrator.planning.llm import LLMPlanner, LLMPlanningError
+from phoenix_orchestrator.planning import LLMPlanningError, Plan, deterministic
+
+if TYPE_CHECKING:
+    from phoenix_orchestrator.planning.llm import LLMPlanner
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +29,7 @@ class Planner:
         self._llm = llm
         self._fallback = fallback
         self._metrics = metrics
+        self._decisions: dict[tuple[str, str], Any] = {}
 
     async def plan(self, message: str, twin_id: str, today: date) -> Plan:
         builtin = deterministic.builtin_reply(message, today)
@@ -53,7 +57,11 @@ class Planner:
         return self._counted(Plan(action, raw, "llm"))
 
     def _counted(self, plan: Plan) -> Plan:
-        self._metrics.decisions.labels(
-            action_type=plan.action.action_type, planner=plan.planner
-        ).inc()
+        key = (plan.action.action_type, plan.planner)  # a handful of fixed combinations
+        counter = self._decisions.get(key)
+        if counter is None:
+            counter = self._decisions[key] = self._metrics.decisions.labels(
+                action_type=key[0], planner=key[1]
+            )
+        counter.inc()
         return plan

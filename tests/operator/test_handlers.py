@@ -1,0 +1,129 @@
+"""The kopf wiring: what is indexed (compactly), which handlers exist, which need a finalizer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import kopf
+
+from phoenix_operator import handlers
+from phoenix_operator.reconcile import children
+from phoenix_operator.reconcile.collections import Collections
+from phoenix_operator.reconcile.qdrant import QdrantConnector
+from phoenix_operator.reconcile.queue import ReconcileQueue
+from phoenix_operator.reconcile.twins import Reconciler
+from phoenix_operator.render import RenderContext
+from phoenix_operator.settings import OperatorSettings
+from tests.operator.fakes import FakeKube, FakeView
+
+
+def deployment(**meta: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "alice-memory",
+            "namespace": "team-a",
+            "uid": "d-1",
+            "resourceVersion": "42",
+            "generation": 2,
+            "labels": {
+                "phoenixtwin.io/twin": "alice",
+                "app.kubernetes.io/managed-by": "phoenix-operator",
+            },
+            "annotations": {"phoenixtwin.io/applied-hash": "abc"},
+            "ownerReferences": [{"uid": "u-1", "controller": True, "kind": "PhoenixTwin"}],
+            "managedFields": [{"manager": "phoenix-operator", "fieldsV1": {"f:spec": {}}}],
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+            **meta,
+        },
+        "spec": {
+            "replicas": 1,
+            "template": {"metadata": {"annotations": {"phoenixtwin.io/config-hash": "h"}}},
+        },
+        "status": {"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1,
+                   "readyReplicas": 1, "availableReplicas": 1},
+    }  # fmt: skip
+
+
+async def test_the_children_index_keeps_a_compact_comparable_record_per_twin() -> None:
+    body = kopf.Body(deployment())  # type: ignore[arg-type]
+    indexed = await handlers.children_index(body=body)
+    ((key, child),) = indexed.items()
+    assert key == ("team-a", "alice")
+    assert (child.kind, child.name, child.revision) == ("Deployment", "alice-memory", 42)
+    assert (child.controller_uid, child.applied_hash) == ("u-1", "abc")
+    kept = json.loads(child.content)
+    assert set(kept) == {"apiVersion", "kind", "metadata", "spec"}  # no status
+    assert set(kept["metadata"]) == {
+        "name",
+        "namespace",
+        "labels",
+        "annotations",
+        "ownerReferences",
+    }
+    assert child.rollout is not None
+    assert child.rollout.ready_replicas == 1
+
+
+async def test_a_status_only_change_keeps_the_childs_digest() -> None:
+    before = children.live_child(deployment())
+    after_body = deployment(resourceVersion="43")
+    after_body["status"]["readyReplicas"] = 0
+    after = children.live_child(after_body)
+    assert before.digest == after.digest
+    assert before.rollout != after.rollout
+
+
+def test_every_handler_is_registered_and_only_reclaiming_twins_need_the_finalizer() -> None:
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry, OperatorSettings(resync_seconds=30))
+    indexers = {h.id for h in registry._indexing.get_all_handlers()}
+    assert indexers == {"twins", "children"}
+    timers = registry._spawning.get_all_handlers()
+    assert [(t.id, t.interval) for t in timers] == [("resync", 30)]  # type: ignore[attr-defined]
+    assert not any(t.requires_finalizer for t in timers)
+    deletions = [h for h in registry._changing.get_all_handlers() if h.requires_finalizer]
+    assert [h.id for h in deletions] == ["reclaim"]
+
+
+def test_a_twin_selector_shards_the_twins_watch_server_side() -> None:
+    config = handlers.kopf_settings(OperatorSettings(twin_selector="phoenixtwin.io/shard=a"))
+    assert config.watching.label_selectors[("phoenixtwin.io", "phoenixtwins")] == (
+        "phoenixtwin.io/shard=a"
+    )
+    assert config.watching.label_selectors[("apps", "deployments")] == (
+        "app.kubernetes.io/managed-by=phoenix-operator"
+    )
+
+
+async def test_child_events_queue_their_twin_once_and_echoes_not_at_all(tmp_path: Path) -> None:
+    kube, view = FakeKube(), FakeView()
+    reconciler = Reconciler(
+        view,
+        kube,
+        Collections(
+            kube, QdrantConnector(default_url="http://q:6334", local_path=tmp_path, timeout=1)
+        ),
+        RenderContext(),
+    )
+    queue = ReconcileQueue(reconciler.reconcile, workers=1)  # not started: requests stay queued
+    memo = kopf.Memo(operator=handlers.Operator(OperatorSettings(), kube, reconciler, queue))  # type: ignore[arg-type]
+    view.twins[("team-a", "alice")] = {
+        "metadata": {"name": "alice", "namespace": "team-a", "uid": "u-1", "generation": 1},
+        "spec": {},
+    }
+    await reconciler.reconcile(("team-a", "alice"), "create")
+    events = view.deliver(kube)
+    for _, child, _ in events:  # the watch delivers the operator's own 20 writes
+        body = kopf.Body(kube.objects[(child.kind, "team-a", child.name)])  # type: ignore[arg-type]
+        await handlers.child_changed(type="ADDED", body=body, memo=memo)
+    assert len(queue) == 1  # only the Deployments' events (their status feeds the twin's)
+
+    kube.edit("ConfigMap", "team-a", "alice-gateway-env", data={"GATEWAY_PORT": "1"})
+    edited = kopf.Body(kube.objects[("ConfigMap", "team-a", "alice-gateway-env")])  # type: ignore[arg-type]
+    for _ in range(5):
+        await handlers.child_changed(type="MODIFIED", body=edited, memo=memo)
+    assert len(queue) == 1  # coalesced into the waiting request

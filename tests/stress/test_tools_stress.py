@@ -1,0 +1,184 @@
+"""Thousands of sandboxed commands through a real phoenix-tools process, under build-like load.
+
+8 concurrent clients send ``PHOENIX_STRESS_COMMANDS`` (CI 2000) commands of several
+shapes to one tools service (real bubblewrap, started by the local-stack
+launcher), and every result is checked against what that command must print and
+return. Afterwards the service must still be the same process, with as many open
+file descriptors as before, and nothing under it or in its sandbox directory but
+the sandboxes it keeps ready for the next commands (warm.py): no process of a
+command, no execution directory. A double close of a descriptor gRPC owns aborts
+the process (``epoll_wait: Bad file descriptor``); a leaked one shows in the count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import psutil
+import pytest
+
+from phoenix_common.stubs import tools_pb2, tools_pb2_grpc
+from phoenix_tools import warm
+from phoenix_tools.settings import ToolsSettings
+from scripts.localstack import LocalStack, Ports, StackConfig
+from tests.stress.load import BuildLoad
+
+pytestmark = [pytest.mark.stress, pytest.mark.timeout(1800, method="thread")]
+
+COMMANDS = int(os.environ.get("PHOENIX_STRESS_COMMANDS", "2000"))
+CLIENTS = 8
+TWIN = "twin-sentinel"
+
+
+@dataclass(frozen=True)
+class Case:
+    """A command line and a check of its ExecutionResponse (None if right, else what's wrong)."""
+
+    cmd: str
+    check: Callable[[tools_pb2.ExecutionResponse], str | None]
+
+
+def _expect(
+    stdout: list[str] | None = None, stderr: list[str] | None = None, code: int = 0
+) -> Callable[[tools_pb2.ExecutionResponse], str | None]:
+    def check(response: tools_pb2.ExecutionResponse) -> str | None:
+        got = (list(response.stdout_logs), list(response.stderr_logs), response.exit_code)
+        want_out = stdout if stdout is not None else got[0]
+        want_err = stderr if stderr is not None else got[1]
+        if got != (want_out, want_err, code) or response.success != (code == 0):
+            return f"got out={got[0]} err={got[1]} code={got[2]} ok={response.success}"
+        return None
+
+    return check
+
+
+def case(i: int, rng: random.Random) -> Case:
+    token = f"t{i}-{rng.randrange(10**9)}"
+    kind = i % 5
+    if kind == 0:
+        return Case(f"echo {token}", _expect([token]))
+    if kind == 1:
+        return Case(f"printf '%s\\n' {token} >&2", _expect([], [token]))
+    if kind == 2:
+        n = rng.randrange(1, 150)
+        return Case(f"seq {n}", _expect([str(k) for k in range(1, n + 1)]))
+    if kind == 3:
+        return Case("false", _expect([], [], 1))
+    return Case(f"cat /nonexistent-{token}", _expect([], None, 1))
+
+
+@pytest.fixture(scope="module")
+def build_load() -> Iterator[BuildLoad]:
+    load = BuildLoad().start()
+    try:
+        yield load
+    finally:
+        load.stop()
+
+
+@pytest.fixture
+def tools_stack() -> Iterator[LocalStack]:
+    root = Path(tempfile.mkdtemp(prefix="phx-stress-tools-"))
+    root.chmod(0o755)
+    config = StackConfig(
+        state_dir=root / "state",
+        ports=Ports.free(),
+        cwd=root,
+        sandbox_dir=root / "sandbox",
+        output=lambda _: None,
+        ready_timeout_s=120,
+    )
+    stack = LocalStack(config)
+    stack.prepare()
+    try:
+        stack.start("tools")
+        yield stack
+    finally:
+        stack.stop_all()
+        subprocess.run(["rm", "-rf", str(root)], check=False)
+
+
+async def _client(
+    stub: tools_pb2_grpc.ToolExecutorServiceStub, cases: list[Case], failures: list[str]
+) -> None:
+    for item in cases:
+        request = tools_pb2.ExecutionRequest(twin_id=TWIN, command="command_exec", args=[item.cmd])
+        response = await stub.RequestExecution(request, timeout=60)
+        if (problem := item.check(response)) is not None:
+            failures.append(f"{item.cmd!r}: {problem}; message={response.message!r}")
+
+
+async def _run_all(port: int, cases: list[Case]) -> list[str]:
+    failures: list[str] = []
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = tools_pb2_grpc.ToolExecutorServiceStub(channel)  # type: ignore[no-untyped-call]
+        await asyncio.gather(*(_client(stub, cases[k::CLIENTS], failures) for k in range(CLIENTS)))
+    return failures
+
+
+def _exec_dirs(sandbox: Path) -> list[Path]:
+    twin = sandbox / TWIN
+    return [p for p in twin.iterdir() if p.name != "workspace"] if twin.exists() else []
+
+
+def _idle_and_leftover(service: psutil.Process) -> tuple[list[int], list[int]]:
+    """The launchers of sandboxes kept ready (warm.py) and every other descendant process.
+
+    A ready sandbox is bwrap, bwrap's init and the launcher waiting for an argv; anything
+    else under the service once every command has answered is a leftover.
+    """
+    descendants = service.children(recursive=True)
+    launchers = [p for p in descendants if warm.LAUNCHER in p.cmdline() and p.name() != "bwrap"]
+    idle = {p.pid for p in launchers}
+    for launcher in launchers:
+        idle |= {a.pid for a in launcher.parents() if a.pid != service.pid and a in descendants}
+    return [p.pid for p in launchers], [p.pid for p in descendants if p.pid not in idle]
+
+
+def _settled(service: psutil.Process, ready: int, timeout_s: float = 60) -> tuple[int, list[int]]:
+    """Once the pool is refilled (``ready`` launchers waiting): open fds and leftovers."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        launchers, leftovers = _idle_and_leftover(service)
+        if (len(launchers) == ready and not leftovers) or time.monotonic() > deadline:
+            return service.num_fds(), leftovers
+        time.sleep(0.2)
+
+
+def test_thousands_of_sandboxed_commands_are_all_right_and_leave_nothing_behind(
+    build_load: BuildLoad, tools_stack: LocalStack
+) -> None:
+    service = psutil.Process(tools_stack.processes["tools"].pid)  # setpriv exec'd into it
+    assert "phoenix_tools" in service.cmdline()
+    port = tools_stack.config.ports.tools
+    rng = random.Random(11)
+    warmup = [case(i, rng) for i in range(2 * CLIENTS)]
+    assert asyncio.run(_run_all(port, warmup)) == []
+    ready = ToolsSettings().warm_sandboxes  # the launcher gives the service the defaults
+    fds_before, leftovers_before = _settled(service, ready)
+    assert leftovers_before == []
+    cases = [case(i, rng) for i in range(COMMANDS)]
+    started = time.monotonic()
+    failures = asyncio.run(_run_all(port, cases))
+    elapsed = time.monotonic() - started
+    assert failures == [], f"{len(failures)} wrong results, first: {failures[:5]}"
+    assert tools_stack.exited() == {}, tools_stack.log("tools")[-3000:]
+    assert service.is_running()
+    fds_after, leftovers = _settled(service, ready)
+    assert leftovers == []
+    assert fds_after == fds_before
+    sandbox = tools_stack.config.sandbox_dir
+    assert sandbox is not None
+    assert len(_exec_dirs(sandbox)) == ready  # the ready sandboxes' own, nothing else
+    log = tools_stack.log("tools")
+    assert "epoll_wait" not in log
+    print(f"\n{COMMANDS} commands, {CLIENTS} clients: {COMMANDS / elapsed:.0f}/s under load")
