@@ -320,7 +320,19 @@ def build(component: str, builder: Builder | None = None) -> Built:
     digest = "sha256:" + hashlib.sha256(partial.read_bytes()).hexdigest()
     bom.write_text(sbom.image_sbom(partial, image, digest))
     partial.replace(archive)
+    _drop_stale(component, archive)
     return Built(component, image, archive, bom, time.monotonic() - started)
+
+
+def _drop_stale(component: str, archive: Path) -> None:
+    """Free the disk of the component's older archives and SBOMs, which the new one supersedes.
+
+    The builder's own store is left alone: pruning its untagged images would also remove the
+    stages of a build another process may be running."""
+    for old in archive.parent.glob(f"{component}-*.tar"):
+        if old != archive:
+            old.unlink(missing_ok=True)
+            old.with_suffix(".cdx.json").unlink(missing_ok=True)
 
 
 def build_all(components: list[str]) -> list[Built]:
