@@ -74,6 +74,11 @@ def _dirs(state: ClusterState) -> dict[str, Path]:
     }
 
 
+def in_node(state: ClusterState, path: Path) -> Path:
+    """``path`` (under the node's directory) as the node's daemons reach it (nodens.NODE_VIEW)."""
+    return Path(nodens.NODE_VIEW) / path.relative_to(Path(state.workdir) / "node")
+
+
 def containerd_socket(state: ClusterState) -> Path:
     return Path(state.workdir) / "node" / "containerd.sock"
 
@@ -100,8 +105,8 @@ def write_configs(state: ClusterState, bindir: Path) -> dict[str, Path]:
     runtime = "plugins.'io.containerd.cri.v1.runtime'"
     (base / "containerd.toml").write_text(
         f"""version = 3
-root = "{dirs["containerd-root"]}"
-state = "{dirs["containerd-state"]}"
+root = "{in_node(state, dirs["containerd-root"])}"
+state = "{in_node(state, dirs["containerd-state"])}"
 disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.tracing.processor.v1.otlp"]
 [grpc]
   address = "{containerd_socket(state)}"
@@ -224,7 +229,7 @@ def argv(state: ClusterState, bindir: Path, dirs: dict[str, Path]) -> dict[str, 
             str(bindir / "kubelet"),
             f"--config={base / 'kubelet.yaml'}",
             f"--kubeconfig={base / 'kubelet.kubeconfig'}",
-            f"--root-dir={dirs['kubelet']}",
+            f"--root-dir={in_node(state, dirs['kubelet'])}",
             f"--hostname-override={names.node_name}",
             f"--node-ip={addr.node_ip}",
             "--v=1",
@@ -350,6 +355,7 @@ def start(
         running,
         logdir,
     )
+    nodens.unshadow_tunables(state)  # checked by now: Ready comes after the kubelet's check
     kubectl("apply", "-f", "-", stdin=_list(addons.coredns(state.addresses, coredns_image)))
     procs.wait(
         "CoreDNS to become Available",

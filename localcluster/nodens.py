@@ -43,10 +43,18 @@ KUBELET_TUNABLES = {
     "kernel/keys/root_maxbytes": "25000000",
 }
 
+# The node's directory as the node's daemons see it: bind-mounted under its private /run, so
+# the path is traversable by every uid. A user-namespaced Pod's runc resolves its rootfs and
+# volume paths as the Pod's mapped root, which could not get through a 0700 ancestor of the
+# workdir (pytest's /tmp/pytest-of-root is one).
+NODE_VIEW = "/run/phoenixtwin/node"
+
 HOLDER = r"""
 set -eu
 dir=$1
 mount -t tmpfs -o mode=0755 phoenixtwin-run /run
+mkdir -p "$2"
+mount --bind "$dir" "$2"
 for d in var/lib var/log; do
   mkdir -p "$dir/overlay/$d/upper" "$dir/overlay/$d/work"
   mount -t overlay -o "lowerdir=/$d,upperdir=$dir/overlay/$d/upper,workdir=$dir/overlay/$d/work" \
@@ -145,6 +153,14 @@ def _rmdir(path: Path) -> None:
     path.rmdir()
 
 
+def unshadow_tunables(state: ClusterState) -> None:
+    """Lift the tunables' shadows once the kubelet has checked them (it does so once, before
+    its Node is Ready). With files mounted over parts of /proc the kernel refuses a fresh proc
+    mount in a user namespace (mount_too_revealing), so `hostUsers: false` Pods, whose runc
+    mounts one, could not start while they are there."""
+    run_in_node(state, ["umount", *(f"/proc/sys/{key}" for key in KUBELET_TUNABLES)])
+
+
 def node_command(state: ClusterState, argv: list[str]) -> list[str]:
     """``argv`` run inside the node: in its cgroup, then in its mount and network namespaces."""
     assert state.holder_pid is not None
@@ -204,6 +220,7 @@ def start_holder(state: ClusterState, timeout: float) -> subprocess.Popen[bytes]
             HOLDER,
             "holder",
             str(nodedir),
+            NODE_VIEW,
         ],
         Path(state.workdir) / "logs",
     )
