@@ -117,8 +117,15 @@ def test_a_service_name_resolves_through_coredns_and_connects(
     )
     assert resolved.returncode == 0, resolved.stderr
     assert resolved.stdout.strip() == ip
-    short = python_in(loaded, smoke_namespace, "orchestrator", connect_code("gateway", 8181))
-    assert short.returncode == 0, f"the short name did not connect: {short.stdout}{short.stderr}"
+    # kube-proxy programs a new Service asynchronously (until then the node has no route to
+    # its ClusterIP: "Network is unreachable"), so connecting is awaited, not tried once.
+    code = connect_code("gateway", 8181)
+    wait_for(
+        lambda: python_in(loaded, smoke_namespace, "orchestrator", code).returncode == 0,
+        what="a connection to the Service by its short name",
+        timeout=60,
+        interval=1,
+    )
 
 
 def test_a_default_deny_policy_blocks_a_connection_that_worked(
