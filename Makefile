@@ -43,6 +43,9 @@ fmt: deps ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff format .
 
 test: system-deps deps lint ## Everything CI runs: lint, unit, integration and e2e tests
+	@# The realnode tests run the five component images: build them first (cached by input
+	@# hash, seconds when warm) rather than inside a test's time limit.
+	$(PY) -m localcluster.images build gateway orchestrator memory tools operator
 	PY=$(PY) bash scripts/pytest.sh $(PYTEST_ARGS)
 
 test-unit: deps ## Tests that need no control plane
