@@ -40,7 +40,9 @@ def _rendered(namespace: str) -> list[dict[str, Any]]:
             "apiVersion": "phoenixtwin.io/v1alpha1",
             "kind": "PhoenixTwin",
             "metadata": {"name": TWIN, "namespace": namespace, "uid": "0" * 8},
-            "spec": {},
+            # The probe below runs python3 directly: an interpreter runs only where the
+            # twin's policy names it (tools' policy.py), as a user would have to.
+            "spec": {"tools": {"policy": {"allowed": ["python3"], "programs": ["python3"]}}},
         }
     )
     ctx = RenderContext(image_prefix=images.image_prefix(), image_tag=images.image_tag())
