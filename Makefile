@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $@
 
-system-deps: ## Install the system packages the tests use (bubblewrap, util-linux, openssl)
+system-deps: ## Install the system packages the tests, the real node and image builds use
 	bash scripts/install-system-deps.sh
 
 protos: deps ## Regenerate the gRPC stubs from protos/
@@ -52,6 +52,9 @@ audit: deps ## Known vulnerabilities in the venv (PyPI advisories) and our Go bi
 	timeout 900 $(PY) -m scripts.audit
 
 test: system-deps deps lint audit ## Everything CI runs: lint, audit, unit, integration and e2e tests
+	@# The realnode tests run the five component images: build them first (cached by input
+	@# hash, seconds when warm) rather than inside a test's time limit.
+	$(PY) -m localcluster.images build gateway orchestrator memory tools operator
 	PY=$(PY) bash scripts/pytest.sh $(PYTEST_ARGS)
 
 test-unit: deps ## Tests that need no control plane
@@ -73,37 +76,39 @@ bench: deps ## Benchmarks, side by side, as ratios (bench/)
 
 ##@ Images
 
+# Builder (docker, podman or buildah), base (auto, registry, debian) and names: see
+# localcluster/images.py. IMAGE_PREFIX and IMAGE_TAG name the images as the chart expects.
 IMAGE_PREFIX ?= ghcr.io/phoenixtwin/phoenix-
 IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)
-IMAGE_COMPONENTS := gateway orchestrator memory tools operator
-DOCKER ?= docker
+IMAGES ?=
+IMAGE_BASE ?= auto
+export IMAGE_PREFIX IMAGE_TAG IMAGE_BASE
 
-images: ## Build the container images (needs Docker): $(IMAGE_PREFIX)<component>:$(IMAGE_TAG)
-	@command -v $(DOCKER) >/dev/null || { echo "make images needs Docker (or DOCKER=podman)" >&2; exit 1; }
-	@set -e; for c in $(IMAGE_COMPONENTS); do \
-	  f=images/$$c/Dockerfile; [[ $$c == operator ]] && f=operator/Dockerfile; \
-	  echo "building $(IMAGE_PREFIX)$$c:$(IMAGE_TAG) from $$f"; \
-	  $(DOCKER) build -f $$f -t $(IMAGE_PREFIX)$$c:$(IMAGE_TAG) \
-	    --build-arg VERSION=$(IMAGE_TAG) \
-	    --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
-	    --build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) . ; \
-	done
+images: deps ## Build the five images and the Qdrant image (cached by input hash), with SBOMs in dist/sbom/
+	$(PY) -m localcluster.images build $(IMAGES)
 
-kind-load: images ## Load the images into the kind cluster of `make kind-up`
-	@set -e; for c in $(IMAGE_COMPONENTS); do \
+images-load: deps ## Import the images into the real node of `make cluster-up NODE=real`
+	$(PY) -m localcluster.images load $(IMAGES)
+
+kind-load: images ## Load the images into the kind cluster of `make kind-up` (needs Docker)
+	@set -e; for c in gateway orchestrator memory tools operator; do \
 	  kind load docker-image --name phoenixtwin $(IMAGE_PREFIX)$$c:$(IMAGE_TAG); \
 	done
 
 ##@ Clusters
 
-control-plane: deps ## Build (or find cached) etcd, kube-apiserver, KCM, scheduler, kubectl, kwok
-	$(PY) -m tests.e2e.localcluster build
+# kwok (fake node: API behaviour, scale) or real (kubelet, containerd, CoreDNS, NetworkPolicy).
+NODE ?= kwok
+export NODE
 
-cluster-up: deps ## Start the real control plane on 127.0.0.1; kubeconfig at .cluster/kubeconfig
-	$(PY) -m tests.e2e.localcluster up
+control-plane: deps ## Build (or find cached) the control plane, and the real node's binaries when NODE=real
+	$(PY) -m localcluster build
 
-cluster-down: deps ## Stop the control plane started by cluster-up; leaves no process behind
-	$(PY) -m tests.e2e.localcluster down
+cluster-up: deps ## Start a cluster on this machine (NODE=kwok|real); kubeconfig at .cluster/kubeconfig
+	$(PY) -m localcluster up
+
+cluster-down: deps ## Stop the cluster of cluster-up; leaves no process, mount, interface or cgroup behind
+	$(PY) -m localcluster down
 
 kind-up: ## Create a kind cluster (needs Docker; not run in CI here)
 	kind create cluster --name phoenixtwin --config scripts/kind-config.yaml
@@ -114,6 +119,6 @@ kind-down: ## Delete the kind cluster
 
 clean: ## Remove the venv and local state (keeps the control-plane cache)
 	-$(MAKE) cluster-down
-	rm -rf $(VENV) .cluster .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .cluster .wheels dist .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: images kind-load help run stress fuzz deps system-deps protos lint secrets-baseline audit fmt test test-unit test-e2e bench control-plane cluster-up cluster-down kind-up kind-down clean
+.PHONY: images images-load kind-load help run stress fuzz deps system-deps protos lint secrets-baseline audit fmt test test-unit test-e2e bench control-plane cluster-up cluster-down kind-up kind-down clean

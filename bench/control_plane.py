@@ -12,8 +12,8 @@ from pathlib import Path
 
 import psutil
 
+import localcluster
 from bench.report import Figure
-from tests.e2e import localcluster
 
 DEPLOYMENTS = 50
 
@@ -53,7 +53,7 @@ def run() -> list[Figure]:
 
         watcher = threading.Thread(target=watch_readyz)
         watcher.start()
-        state = localcluster.start(workdir, bindir=bindir)
+        state = localcluster.start(workdir, bindir=bindir, node="kwok")
         all_ready = time.monotonic() - started
         watcher.join()
         peak = _tree_rss(state.pids)

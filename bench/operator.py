@@ -32,8 +32,8 @@ from typing import Any
 
 import psutil
 
+import localcluster
 from bench.report import Figure
-from tests.e2e import localcluster
 from tests.e2e.kube import KubeCluster, wait_for
 from tests.e2e.operator_process import OperatorProcess, install_crd, twin
 
@@ -223,7 +223,7 @@ def run() -> list[Figure]:
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="bench-operator-") as tmp:
         workdir = Path(tmp)
-        state = localcluster.start(workdir / "cluster")
+        state = localcluster.start(workdir / "cluster", node="kwok")
         operator: OperatorProcess | None = None
         try:
             kube = KubeCluster(

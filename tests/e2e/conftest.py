@@ -1,13 +1,20 @@
-"""The Kubernetes cluster every e2e test runs on.
+"""The Kubernetes clusters e2e tests run on.
 
 By default a real control plane (etcd, kube-apiserver, kube-controller-manager,
-kube-scheduler, kwok) is started on 127.0.0.1 for the session and stopped after
-it. When KUBECONFIG already points at a reachable cluster (kind, k3d, a real
-one), the same tests run there instead.
+kube-scheduler) with a kwok node is started on 127.0.0.1 for the session and
+stopped after it (``NODE=real`` gives it a real node instead). Tests marked
+``realnode`` get ``real_cluster``: that same cluster when its node is real,
+otherwise a second cluster with a real node (kubelet, containerd, CoreDNS,
+NetworkPolicy), started beside it. When KUBECONFIG already points at a
+reachable cluster (kind, k3d, a real one), the tests run there instead.
+
+Teardown asserts that nothing of a local cluster is left: no process, and for a
+real node no interface, route, mount, cgroup or network namespace.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -17,7 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import localcluster
+import localcluster
+from localcluster.state import NodeKind
 from tests.e2e.kube import KubeCluster, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -47,6 +55,23 @@ def _external_kubeconfig() -> str | None:
     return path if probe.returncode == 0 else None
 
 
+@contextlib.contextmanager
+def _local_cluster(workdir: Path, node: NodeKind) -> Iterator[KubeCluster]:
+    state = localcluster.start(workdir, node=node)
+    try:
+        yield KubeCluster(
+            kubeconfig=state.kubeconfig,
+            kubectl_path=str(Path(state.bindir) / "kubectl"),
+            local=True,
+            node=node,
+            workdir=str(workdir),
+        )
+    finally:
+        localcluster.stop(workdir)
+        leftover = localcluster.leftovers(state)
+        assert not leftover, f"the {node}-node cluster left behind: {leftover}"
+
+
 @pytest.fixture(scope="session")
 def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
     external = _external_kubeconfig()
@@ -55,24 +80,28 @@ def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeClust
             kubeconfig=external, kubectl_path=shutil.which("kubectl") or "kubectl", local=False
         )
         return
-    workdir = tmp_path_factory.mktemp("cluster")
-    state = localcluster.start(workdir)
     previous = os.environ.get("KUBECONFIG")
-    os.environ["KUBECONFIG"] = state.kubeconfig
-    try:
-        yield KubeCluster(
-            kubeconfig=state.kubeconfig,
-            kubectl_path=str(Path(state.bindir) / "kubectl"),
-            local=True,
-        )
-    finally:
-        if previous is None:
-            os.environ.pop("KUBECONFIG", None)
-        else:
-            os.environ["KUBECONFIG"] = previous
-        localcluster.stop(workdir)
-        leftover = [name for name, pid in state.pids.items() if localcluster._alive(pid)]
-        assert not leftover, f"control-plane processes left running: {leftover}"
+    with _local_cluster(tmp_path_factory.mktemp("cluster"), localcluster.node_from_env()) as kube:
+        os.environ["KUBECONFIG"] = kube.kubeconfig
+        try:
+            yield kube
+        finally:
+            if previous is None:
+                os.environ.pop("KUBECONFIG", None)
+            else:
+                os.environ["KUBECONFIG"] = previous
+
+
+@pytest.fixture(scope="session")
+def real_cluster(
+    kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[KubeCluster]:
+    """A cluster whose Pods really run: the session's own if it has a real node, else another."""
+    if not kube_cluster.local or kube_cluster.node == "real":
+        yield kube_cluster
+        return
+    with _local_cluster(tmp_path_factory.mktemp("realcluster"), "real") as kube:
+        yield kube
 
 
 @pytest.fixture
@@ -89,3 +118,18 @@ def namespace(kube_cluster: KubeCluster) -> Iterator[str]:
     )
     yield name
     kube_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def real_namespace(real_cluster: KubeCluster) -> Iterator[str]:
+    """A fresh namespace on the real-node cluster, deleted (without waiting) afterwards."""
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    real_cluster.kubectl("create", "namespace", name)
+    wait_for(
+        lambda: (
+            real_cluster.kubectl("get", "sa", "default", "-n", name, check=False).returncode == 0
+        ),
+        what=f"ServiceAccount {name}/default",
+    )
+    yield name
+    real_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

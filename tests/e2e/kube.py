@@ -17,6 +17,10 @@ class KubeCluster:
     kubeconfig: str
     kubectl_path: str
     local: bool
+    # "kwok" (Pods run on paper only) or "real" (a kubelet runs them); external clusters: real.
+    node: str = "real"
+    # The local cluster's workdir (state.json, logs); None for an external cluster.
+    workdir: str | None = None
 
     def kubectl(
         self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 120

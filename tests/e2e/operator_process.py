@@ -16,8 +16,8 @@ from typing import Any
 
 from qdrant_client import QdrantClient, models
 
+from localcluster import free_port
 from tests.e2e.kube import KubeCluster, wait_for
-from tests.e2e.localcluster import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "crds" / "phoenixtwin.io_phoenixtwins.yaml"

@@ -45,7 +45,7 @@ def test_a_deployment_becomes_available(kube_cluster: KubeCluster, namespace: st
     pods = kube_cluster.get("pods", "-n", namespace, "-l", "app=web")["items"]
     assert len(pods) == 2
     assert {pod["status"]["phase"] for pod in pods} == {"Running"}
-    if kube_cluster.local:
+    if kube_cluster.local and kube_cluster.node == "kwok":
         # The real scheduler bound them to the kwok node, and kwok marked them Running.
         assert {pod["spec"]["nodeName"] for pod in pods} == {"kwok-node-0"}
 
@@ -196,3 +196,37 @@ def test_kubectl_reports_the_real_server_version_and_a_ready_node(
     assert any(_condition(node, "Ready") == "True" for node in nodes)
     readyz = kube_cluster.kubectl("get", "--raw=/readyz?verbose")
     assert "readyz check passed" in readyz.stdout
+
+
+def test_a_claim_without_a_class_binds_through_the_default_one(
+    kube_cluster: KubeCluster, namespace: str
+) -> None:
+    """A twin's orchestrator StatefulSet claims storage without naming a class."""
+    kube_cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "state", "namespace": namespace},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        }
+    )
+    wait_for(
+        lambda: kube_cluster.get("pvc", "state", "-n", namespace)["status"].get("phase") == "Bound",
+        what="PersistentVolumeClaim state to be Bound",
+    )
+    claim = kube_cluster.get("pvc", "state", "-n", namespace)
+    volume = kube_cluster.get("pv", claim["spec"]["volumeName"])
+    assert claim["spec"]["storageClassName"] == volume["spec"]["storageClassName"]
+    assert volume["spec"]["capacity"]["storage"] == "1Gi"
+    assert volume["spec"]["claimRef"]["uid"] == claim["metadata"]["uid"]
+    kube_cluster.kubectl("delete", "pvc", "state", "-n", namespace)
+    wait_for(
+        lambda: (
+            kube_cluster.kubectl("get", "pv", volume["metadata"]["name"], check=False).returncode
+            != 0
+        ),
+        what="the released volume to be deleted (reclaimPolicy Delete)",
+    )

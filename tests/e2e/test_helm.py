@@ -32,8 +32,8 @@ import pytest
 import yaml
 from qdrant_client import QdrantClient
 
+from localcluster import free_port
 from tests.e2e.kube import KubeCluster, wait_for
-from tests.e2e.localcluster import free_port
 from tests.e2e.operator_process import seed_local_collections
 from tests.gitops.tools import RUNNERS, argocd_health, kstatus
 from tests.helm.chart import CHART, CI_VALUES, REPO, helm, helm_binary, template_args

