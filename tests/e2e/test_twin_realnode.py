@@ -24,22 +24,28 @@ from websockets.sync.client import connect
 
 from phoenix_common.stubs import memory_pb2, memory_pb2_grpc
 from tests.e2e.kube import KubeCluster, wait_for
-from tests.e2e.realnode import port_forward
+from tests.e2e.realnode import port_forward, wait_ready
 from tests.e2e.twin_cluster import (
+    LOCKED_DOWN,
     QDRANT_HTTP,
     QDRANT_NAMESPACE,
+    RESTRICTED,
     Release,
     api_key,
     create_namespace,
     ensure_storage,
+    fake_llm_objects,
     gateway,
     load_images,
     pod_is_ready,
     pod_memory,
+    probe_from,
     pss,
     qdrant_objects,
+    retag,
     rollout,
     twin_pods,
+    twin_ready,
 )
 
 # Fixture setup (image builds on a cold cache, helm install, twin Ready) counts against the
@@ -307,6 +313,155 @@ def test_a_wrong_key_is_refused_by_the_gateway_service(twin: Twin) -> None:
     assert accepted.status_code == 200, accepted.text
 
 
+# -- (3b) the LLM speaks: a command chosen by the test runs in bubblewrap in the tools Pod ----
+
+
+def _patch_twin(twin: Twin, spec: dict[str, Any]) -> None:
+    twin.kube.kubectl(
+        "patch", "ptwin", TWIN, "-n", twin.namespace, "--type=merge",
+        "-p", json.dumps({"spec": spec}),
+    )  # fmt: skip
+    generation = twin.kube.get("ptwin", TWIN, "-n", twin.namespace)["metadata"]["generation"]
+    wait_for(
+        lambda: (
+            twin_ready(twin.kube, twin.namespace, TWIN)
+            and twin.kube.get("ptwin", TWIN, "-n", twin.namespace)["status"].get(
+                "observedGeneration"
+            )
+            == generation
+        ),
+        what=f"ptwin/{TWIN} Ready at generation {generation}",
+        timeout=600,
+        interval=2,
+    )
+
+
+SANDBOX_PROBE = (
+    "id -u; echo ---; cut -d: -f1 /proc/net/dev | tail -n +3; echo ---; "
+    "ls -d /etc/phoenix /opt/venv /etc/hostname /var/run/secrets 2>&1; echo ---; "
+    "cat /proc/self/uid_map"
+)
+
+
+def test_an_approved_command_runs_in_bubblewrap_inside_the_tools_pod(twin: Twin) -> None:
+    twin.kube.apply(*fake_llm_objects(twin.namespace))
+    wait_ready(twin.kube, twin.namespace, "fake-llm")
+    _patch_twin(
+        twin,
+        {
+            "llm": {
+                "provider": "openai",
+                "baseUrl": "http://fake-llm:8080/v1/chat/completions",
+                "apiKeySecretRef": {"name": "fake-llm", "key": "api-key"},
+            }
+        },
+    )
+    wait_for(
+        lambda: all(pod_is_ready(p) for p in twin.pods().values()) and len(twin.pods()) == 4,
+        what="the twin's Pods Ready after the LLM change",
+        timeout=600,
+        interval=2,
+    )
+    key = twin.key()
+    with gateway(twin.kube, twin.namespace, TWIN) as base, connect(_ws_url(base, key)) as ws:
+        hello = _chat(ws, "hello llm", "s-llm")
+        request = _chat(ws, f"run: {SANDBOX_PROBE}", "s-llm")
+        executed = _chat(ws, "[TOOL_EXECUTED] command_exec - CONFIRMED", "s-llm")
+        forbidden = _chat(ws, "run: rm -rf /sandbox/anything", "s-llm")
+        refused = _chat(ws, "[TOOL_EXECUTED] command_exec - CONFIRMED", "s-llm")
+    assert hello["content"] == "fake-llm heard: hello llm", hello
+    assert request["issued_command"]["arguments"] == {"cmd": SANDBOX_PROBE}, request
+    assert executed["content"].startswith("Tool 'command_exec' executed successfully."), executed
+    uid, interfaces, listing, uid_map = executed["content"].split("Output:\n", 1)[1].split("---")
+    print(f"sandboxed command output: uid {uid.strip()}, interfaces {interfaces.split()}, "
+          f"uid_map {uid_map.split()}")  # fmt: skip
+    assert uid.strip() not in ("", "0"), executed["content"]
+    assert interfaces.split() == ["lo"], f"the sandbox has a network: {interfaces}"
+    for path in ("/etc/phoenix", "/opt/venv", "/etc/hostname", "/var/run/secrets"):
+        assert f"{path}': No such file or directory" in listing, listing
+    # The tools Pod's own user namespace maps its uid 0 to an unprivileged host uid, so the
+    # sandbox's non-zero uid is not root on the host either.
+    tools = twin.pods()["tools"]["metadata"]["name"]
+    pod_map = twin.kube.kubectl(
+        "exec", "-n", twin.namespace, tools, "--", "cat", "/proc/self/uid_map"
+    ).stdout.split()
+    assert pod_map[0] == "0", pod_map
+    assert int(pod_map[1]) >= 65536, f"the tools Pod shares the host's uids: {pod_map}"
+    assert forbidden["issued_command"]["command"] == "execute_tool", forbidden
+    assert "executed successfully" not in refused["content"], refused
+    assert "denied" in refused["content"].lower() or "not allowed" in refused["content"], refused
+
+
+# -- (4) the NetworkPolicy matrix, by real connections ---------------------------------------
+
+
+def _sleeper(namespace: str) -> dict[str, Any]:
+    """A Pod of our gateway image doing nothing but sleep: a client from another namespace."""
+    from localcluster import images
+
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "outsider", "namespace": namespace},
+        "spec": {
+            "automountServiceAccountToken": False,
+            "securityContext": RESTRICTED,
+            "containers": [
+                {
+                    "name": "outsider",
+                    "image": images.image_name("gateway"),
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["sleep", "infinity"],
+                    "securityContext": LOCKED_DOWN,
+                }
+            ],
+        },
+    }
+
+
+def test_the_network_policy_matrix_holds_for_real_connections(twin: Twin) -> None:
+    ns = twin.namespace
+    svc = {c: f"{TWIN}-{c}.{ns}.svc.cluster.local" for c in COMPONENTS}
+    port = {"gateway": 8181, "orchestrator": 8182, "memory": 50052, "tools": 50054}
+    target = {c: f"{svc[c]}:{port[c]}" for c in COMPONENTS}
+    qdrant = f"qdrant.{QDRANT_NAMESPACE}.svc.cluster.local:6334"
+    # caller -> {target: expected}; "open" where the twin needs the edge, else blocked.
+    expected: dict[str, dict[str, str]] = {
+        "gateway": {target["orchestrator"]: "open", target["memory"]: "blocked",
+                    target["tools"]: "blocked"},
+        "orchestrator": {target["memory"]: "open", target["tools"]: "open",
+                         target["gateway"]: "blocked"},
+        "tools": {target["memory"]: "open", target["orchestrator"]: "blocked"},
+        "memory": {qdrant: "open", target["orchestrator"]: "blocked", target["tools"]: "blocked"},
+        "outsider": {target["gateway"]: "open", target["orchestrator"]: "blocked",
+                     target["memory"]: "blocked", target["tools"]: "blocked"},
+    }  # fmt: skip
+    outside = create_namespace(twin.kube, f"outsider-{int(time.time())}", **pss("restricted"))
+    try:
+        twin.kube.apply(_sleeper(outside))
+        wait_ready(twin.kube, outside, "outsider")
+        pods = twin.pods()
+        observed: dict[str, dict[str, str]] = {}
+        for caller, targets in expected.items():
+            if caller == "outsider":
+                where, pod, container = outside, "outsider", None
+            else:
+                where, pod = ns, pods[caller]["metadata"]["name"]
+                container = caller  # the gateway Pod also runs the telemetry sidecar
+            observed[caller] = probe_from(twin.kube, where, pod, list(targets), container)
+    finally:
+        twin.kube.kubectl("delete", "namespace", outside, "--wait=false", check=False)
+    print("NetworkPolicy matrix observed (caller -> target: result):")
+    for caller, results in observed.items():
+        for where, result in results.items():
+            print(f"  {caller:>12} -> {where}: {result}")
+    summary = {
+        caller: {t: r.split(":")[0] for t, r in results.items()}
+        for caller, results in observed.items()
+    }
+    assert summary == expected
+
+
 # -- (5) Pods deleted: approvals and memories survive -----------------------------------------
 
 
@@ -380,3 +535,46 @@ def test_report_the_resident_memory_of_each_pod(twin: Twin) -> None:
         assert memory["working_set"] > 0, name
         print(f"{wanted[name]:>12}: RSS {memory['rss'] / 2**20:.0f} MiB, "
               f"working set {memory['working_set'] / 2**20:.0f} MiB")  # fmt: skip
+
+
+# -- (6) helm upgrade to a new image tag ----------------------------------------------------------
+
+
+def test_helm_upgrade_to_a_new_tag_rolls_the_operator_and_the_twin(twin: Twin) -> None:
+    new_tag = f"{images_tag()}-upgrade"
+    retag(twin.kube, ["operator", *COMPONENTS], new_tag)
+    key = twin.key()
+    with gateway(twin.kube, twin.namespace, TWIN) as base, connect(_ws_url(base, key)) as ws:
+        request = _chat(ws, "run: echo pending-across-the-upgrade", "s-upgrade")
+    request_id = request["issued_command"]["request_id"]
+    (old_operator,) = twin.release.operator_pods()
+    twin.release.upgrade(new_tag)
+    (operator,) = twin.release.operator_pods()
+    assert operator["metadata"]["uid"] != old_operator["metadata"]["uid"]
+    assert operator["spec"]["containers"][0]["image"].endswith(f":{new_tag}")
+
+    def rolled() -> bool:
+        pods = twin.pods()
+        return len(pods) == 4 and all(
+            pod_is_ready(p)
+            and all(c["image"].endswith(f":{new_tag}") for c in p["spec"]["containers"])
+            for p in pods.values()
+        )
+
+    wait_for(rolled, what="every twin Pod on the new tag and Ready", timeout=900, interval=3)
+    assert twin_ready(twin.kube, twin.namespace, TWIN)
+    with (
+        gateway(twin.kube, twin.namespace, TWIN) as base,
+        httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=120) as c,
+        connect(_ws_url(base, key)) as ws,
+    ):
+        approved = c.post(
+            f"/api/approvals/{request_id}/approve",
+            json={"session_id": "s-upgrade", "actor": "e2e"},
+        )
+        search = _chat(ws, "search for the reactor incident after the upgrade", "s-up-mem")
+        found = _chat(ws, f"[MEMORY_SHOWN] {search['issued_command']['memory_id']}", "s-up-mem")
+    assert approved.status_code == 200, approved.text
+    assert "pending-across-the-upgrade" in approved.json()["response"], approved.text
+    for memory_id, _ in COMMITTED:
+        assert memory_id in found["source_memories"], found

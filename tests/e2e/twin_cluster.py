@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -308,3 +309,128 @@ def load_images(kube: KubeCluster) -> None:
     started = time.monotonic()
     images.load(state, list(images.ALL_IMAGES))
     print(f"images built or cached and imported in {time.monotonic() - started:.1f}s")
+
+
+# Python run inside a Pod: for each "host:port" argument, whether its name resolves and whether
+# a TCP connection is accepted within 3 s; one JSON object on stdout.
+PROBE = """
+import json, socket, sys
+out = {}
+for target in sys.argv[1:]:
+    host, port = target.rsplit(":", 1)
+    try:
+        address = socket.gethostbyname(host)
+    except OSError as err:
+        out[target] = "no-dns: " + str(err)
+        continue
+    try:
+        socket.create_connection((address, int(port)), timeout=3).close()
+        out[target] = "open"
+    except OSError as err:
+        out[target] = "blocked: " + (str(err) or type(err).__name__)
+print(json.dumps(out))
+"""
+
+
+def probe_from(
+    kube: KubeCluster, namespace: str, pod: str, targets: list[str], container: str | None = None
+) -> dict[str, str]:
+    """What ``pod`` sees of each ``host:port``: "open", "blocked: ..." or "no-dns: ..."."""
+    chosen = ["-c", container] if container else []
+    result = kube.kubectl(
+        "exec", "-n", namespace, pod, *chosen, "--", "python", "-c", PROBE, *targets,
+        check=False, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, f"probe in {namespace}/{pod} failed: {result.stderr}"
+    found: dict[str, str] = json.loads(result.stdout)
+    return found
+
+
+def retag(kube: KubeCluster, components: list[str], tag: str) -> None:
+    """Give the images of ``components`` a second tag in the node's containerd."""
+    import localcluster
+    from localcluster import node
+
+    assert kube.workdir is not None
+    state = localcluster.ClusterState.load(Path(kube.workdir))
+    assert state is not None
+    assert state.node_bindir is not None
+    ctr = [
+        str(Path(state.node_bindir) / "ctr"),
+        f"--address={node.containerd_socket(state)}",
+        "--namespace=k8s.io",
+    ]
+    for component in components:
+        source = images.image_name(component)
+        target = source.rsplit(":", 1)[0] + f":{tag}"
+        subprocess.run([*ctr, "images", "rm", target], capture_output=True, check=False)
+        done = subprocess.run(
+            [*ctr, "images", "tag", source, target], capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, f"ctr images tag {source} {target}: {done.stderr}"
+
+
+# A chat-completions server playing the LLM (the real one is out of reach): "run: <cmd>" asks
+# for command_exec of <cmd>; anything else is answered. It runs in a Pod of our gateway image.
+FAKE_LLM = """
+import json
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Handler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        user = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
+        if user.startswith("run: "):
+            decision = {"action_type": "ActionTool",
+                        "details": {"tool_name": "command_exec", "args": {"cmd": user[5:]}}}
+        else:
+            decision = {"action_type": "ActionResponse",
+                        "details": {"content": "fake-llm heard: " + user}}
+        message = {"role": "assistant", "content": json.dumps(decision)}
+        reply = json.dumps({"choices": [{"message": message}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+ThreadingHTTPServer(("0.0.0.0", 8080), Handler).serve_forever()
+"""
+
+
+def fake_llm_objects(namespace: str) -> list[dict[str, Any]]:
+    labels = {"app.kubernetes.io/name": "fake-llm"}
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "fake-llm", "namespace": namespace},
+            "stringData": {"api-key": "not-a-real-key"},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "fake-llm", "namespace": namespace, "labels": labels},
+            "spec": {
+                "automountServiceAccountToken": False,
+                "securityContext": RESTRICTED,
+                "containers": [
+                    {
+                        "name": "llm",
+                        "image": images.image_name("gateway"),
+                        "imagePullPolicy": "IfNotPresent",
+                        "command": ["python", "-c", FAKE_LLM],
+                        "ports": [{"containerPort": 8080}],
+                        "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 2},
+                        "securityContext": LOCKED_DOWN,
+                    }
+                ],
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "fake-llm", "namespace": namespace},
+            "spec": {"selector": labels, "ports": [{"port": 8080, "targetPort": 8080}]},
+        },
+    ]
