@@ -129,7 +129,8 @@ def ensure_storage(kube: KubeCluster, volumes: int) -> None:
     has_default = any(c["metadata"].get("annotations", {}).get(default) == "true" for c in classes)
     if has_default and not any(c["metadata"]["name"] == STORAGE_CLASS for c in classes):
         return
-    assert kube.workdir is not None, "an external cluster brings its own default StorageClass"
+    state = local_state(kube)
+    assert state is not None, "an external cluster brings its own default StorageClass"
     (node,) = kube.get("nodes")["items"]
     hostname = node["metadata"]["labels"]["kubernetes.io/hostname"]
     objects: list[dict[str, Any]] = [
@@ -142,7 +143,7 @@ def ensure_storage(kube: KubeCluster, volumes: int) -> None:
         }
     ]
     for index in range(volumes):
-        path = Path(kube.workdir) / "volumes" / f"pv{index}"
+        path = Path(state.workdir) / "volumes" / f"pv{index}"
         path.mkdir(parents=True, exist_ok=True)
         objects.append(
             {
@@ -297,15 +298,21 @@ def pod_memory(kube: KubeCluster) -> dict[str, dict[str, int]]:
     return out
 
 
-def load_images(kube: KubeCluster) -> None:
-    """Our five images and the Qdrant server's, built or cached, in the node's containerd."""
-    if not kube.local:
-        return
+def local_state(kube: KubeCluster) -> Any:
+    """The localcluster state of ``kube``: its own, or that of a `make cluster-up NODE=real`
+    cluster reached through KUBECONFIG (its workdir holds the kubeconfig); else None."""
     import localcluster
 
-    assert kube.workdir is not None
-    state = localcluster.ClusterState.load(Path(kube.workdir))
-    assert state is not None
+    workdir = Path(kube.workdir) if kube.workdir else Path(kube.kubeconfig).parent
+    state = localcluster.ClusterState.load(workdir)
+    return state if state is not None and state.node == "real" else None
+
+
+def load_images(kube: KubeCluster) -> None:
+    """Our five images and the Qdrant server's, built or cached, in the node's containerd."""
+    state = local_state(kube)
+    if state is None:
+        return  # an external cluster: its images are loaded by whoever made it
     started = time.monotonic()
     images.load(state, list(images.ALL_IMAGES))
     print(f"images built or cached and imported in {time.monotonic() - started:.1f}s")
@@ -348,12 +355,10 @@ def probe_from(
 
 def retag(kube: KubeCluster, components: list[str], tag: str) -> None:
     """Give the images of ``components`` a second tag in the node's containerd."""
-    import localcluster
     from localcluster import node
 
-    assert kube.workdir is not None
-    state = localcluster.ClusterState.load(Path(kube.workdir))
-    assert state is not None
+    state = local_state(kube)
+    assert state is not None, "retagging needs the local real node's containerd"
     assert state.node_bindir is not None
     ctr = [
         str(Path(state.node_bindir) / "ctr"),
