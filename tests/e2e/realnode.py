@@ -13,6 +13,7 @@ from typing import Any
 
 from localcluster import free_port
 from localcluster.images import image_name
+from phoenix_operator.render.common import bwrap_container_security, bwrap_pod_security
 from tests.e2e.kube import KubeCluster, wait_for
 
 # How each component starts in a Pod on its own: the probe the operator renders for it and the
@@ -23,9 +24,9 @@ ENV = {
     "gateway": {"GATEWAY_API_KEYS_FILE": "/etc/phoenix/gateway-keys"},
     "orchestrator": {"LLM_PROVIDER": "mock", "ORCHESTRATOR_STATE_DIR": "/tmp/orchestrator"},
     "memory": {"MEMORY_BACKEND": "edge", "MEMORY_DATA_DIR": "/tmp/memory"},
-    # Under the restricted security context bwrap cannot start; the cwd fallback must be
-    # allowed explicitly (the bwrap Pod is test_tools_sandbox's subject).
-    "tools": {"TOOLS_USE_BWRAP": "false", "TOOLS_ALLOW_UNSANDBOXED": "true"},
+    # bubblewrap, under the security context the operator renders for it (below): the service
+    # serves only with a usable sandbox (test_realnode_sandbox runs commands in it).
+    "tools": {"TOOLS_USE_BWRAP": "true", "SANDBOX_DIR": "/tmp/sandbox"},
     # Serves the test's namespace only (added per Pod); reaches the API server in-cluster,
     # through the `kubernetes` Service.
     "operator": {"PHOENIX_QDRANT_LOCAL_PATH": "/tmp/qdrant"},
@@ -61,7 +62,7 @@ def component_pod(component: str, namespace: str, **labels: str) -> dict[str, An
     if component == "gateway":
         mounts.append({"name": "keys", "mountPath": env["GATEWAY_API_KEYS_FILE"], "readOnly": True})
         volumes.append({"name": "keys", "secret": {"secretName": "gateway-keys"}})
-    return {
+    pod: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
@@ -98,6 +99,12 @@ def component_pod(component: str, namespace: str, **labels: str) -> dict[str, An
             "volumes": volumes,
         },
     }
+    if component == "tools":
+        spec = pod["spec"]
+        spec["securityContext"] = bwrap_pod_security()
+        spec["hostUsers"] = False
+        spec["containers"][0]["securityContext"] = bwrap_container_security()
+    return pod
 
 
 def pod_ready(kube: KubeCluster, namespace: str, name: str) -> bool:

@@ -171,3 +171,43 @@ def test_a_grpc_probe_answers_through_port_forward(
             health_pb2.HealthCheckRequest(service=""), timeout=10
         )
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_a_claim_of_the_default_class_is_writable_by_the_non_root_pod_and_reclaimed(
+    loaded: KubeCluster, smoke_namespace: str
+) -> None:
+    """What a twin's orchestrator StatefulSet needs: its claim bound and writable as 10001."""
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "state", "namespace": smoke_namespace},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    pod = component_pod("orchestrator", smoke_namespace)
+    pod["metadata"]["name"] = "claimant"
+    pod["spec"]["securityContext"]["fsGroupChangePolicy"] = "OnRootMismatch"
+    pod["spec"]["volumes"].append(
+        {"name": "state", "persistentVolumeClaim": {"claimName": "state"}}
+    )
+    (container,) = pod["spec"]["containers"]
+    container["volumeMounts"].append({"name": "state", "mountPath": "/var/lib/phoenix"})
+    loaded.apply(claim, pod)
+    wait_ready(loaded, smoke_namespace, "claimant")
+    bound = loaded.get("pvc", "state", "-n", smoke_namespace)
+    assert bound["spec"]["storageClassName"] == "standard"  # the default class, not asked for
+    volume = bound["spec"]["volumeName"]
+    wrote = exec_in(
+        loaded, smoke_namespace, "claimant", "sh", "-c",
+        "echo kept > /var/lib/phoenix/probe && cat /var/lib/phoenix/probe && id -u",
+    )  # fmt: skip
+    assert wrote.returncode == 0, wrote.stderr
+    assert wrote.stdout.split() == ["kept", "10001"]
+    local_path = Path(loaded.get("pv", volume)["spec"]["local"]["path"])
+    assert (local_path / "probe").read_text() == "kept\n"
+    loaded.kubectl("delete", "pod", "claimant", "-n", smoke_namespace, "--wait=true")
+    loaded.kubectl("delete", "pvc", "state", "-n", smoke_namespace, "--wait=true")
+    wait_for(
+        lambda: loaded.kubectl("get", "pv", volume, check=False).returncode != 0,
+        what=f"the released volume {volume} to be deleted",
+    )
+    assert not local_path.exists(), f"{local_path} outlived its volume"

@@ -1,0 +1,62 @@
+"""The test cluster's provisioner: which claims it serves and the volume it makes for one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from localcluster import volumes
+
+
+def claim(**spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "state-orchestrator-0", "namespace": "twins", "uid": "u-1"},
+        "spec": {
+            "storageClassName": "standard",
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "2Gi"}},
+            **spec,
+        },
+        "status": {"phase": "Pending"},
+    }
+
+
+def test_serves_pending_claims_of_its_class_only() -> None:
+    assert volumes.wants_volume(claim())
+    assert not volumes.wants_volume(claim(storageClassName="fast"))
+    assert not volumes.wants_volume(claim(volumeName="pvc-u-1"))
+    bound = claim()
+    bound["status"]["phase"] = "Bound"
+    assert not volumes.wants_volume(bound)
+    going = claim()
+    going["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert not volumes.wants_volume(going)
+
+
+def test_the_volume_is_local_pinned_to_the_node_and_pre_bound_to_its_claim() -> None:
+    pv = volumes.persistent_volume(claim(), Path("/w/volumes/pvc-u-1"), "node-a")
+    assert pv["metadata"]["name"] == "pvc-u-1"
+    assert pv["metadata"]["annotations"]["pv.kubernetes.io/provisioned-by"] == volumes.PROVISIONER
+    spec = pv["spec"]
+    # local, not hostPath: the kubelet applies the Pod's fsGroup to local volumes only.
+    assert spec["local"] == {"path": "/w/volumes/pvc-u-1"}
+    assert spec["capacity"] == {"storage": "2Gi"}
+    assert spec["persistentVolumeReclaimPolicy"] == "Delete"
+    assert spec["claimRef"] == {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "namespace": "twins",
+        "name": "state-orchestrator-0",
+        "uid": "u-1",
+    }
+    (term,) = spec["nodeAffinity"]["required"]["nodeSelectorTerms"]
+    assert term["matchExpressions"] == [
+        {"key": "kubernetes.io/hostname", "operator": "In", "values": ["node-a"]}
+    ]
+
+
+def test_the_storage_class_is_the_default_and_names_this_provisioner() -> None:
+    meta = volumes.STORAGE_CLASS["metadata"]
+    assert meta["name"] == "standard"
+    assert meta["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
+    assert volumes.STORAGE_CLASS["provisioner"] == volumes.PROVISIONER
