@@ -205,10 +205,6 @@ def ensure_wheelhouse() -> None:
             "--wheel-dir",
             str(WHEELHOUSE),
             f".[{extras}]",
-            # The project's build backend and the Dockerfile's pip: the image build
-            # installs with PIP_NO_INDEX, and `pip wheel` leaves build requirements out.
-            *tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"],
-            IMAGE_PIP,
         ],
         cwd=REPO,
     )
