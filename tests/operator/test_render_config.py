@@ -51,7 +51,7 @@ def test_each_component_reads_the_variables_of_the_original_system(
         "TOOLS_GRPC_PORT": "50054",
         "TOOLS_METRICS_PORT": "9154",
         "MEMORY_GRPC_ADDR": "http://alice-memory:50052",
-        "SANDBOX_DIR": "/sandbox",
+        "SANDBOX_DIR": "/sandbox/root",
         "TOOLS_POLICY_FILE": "/etc/phoenix/tools/policy.json",
         "TOOLS_USE_BWRAP": "true",
         "TOOLS_EXEC_TIMEOUT_MS": "10000",
