@@ -92,12 +92,14 @@ def qdrant(kube: KubeCluster) -> str:
 def release(kube: KubeCluster, qdrant: str) -> Iterator[Release]:
     namespace = create_namespace(kube, f"phx-system-{int(time.time())}", **pss("restricted"))
     release = Release(kube, "phx", namespace)
-    started = time.monotonic()
-    release.install(images_tag())
-    print(f"helm install --wait: {time.monotonic() - started:.1f}s")
-    yield release
-    release.helm("uninstall", release.name, "-n", namespace, "--wait", check=False)
-    kube.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+    try:
+        started = time.monotonic()
+        release.install(images_tag())
+        print(f"helm install --wait: {time.monotonic() - started:.1f}s")
+        yield release
+    finally:
+        release.helm("uninstall", release.name, "-n", namespace, "--wait", check=False)
+        kube.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
 def images_tag() -> str:
@@ -110,22 +112,25 @@ def images_tag() -> str:
 def twin(kube: KubeCluster, release: Release) -> Iterator[Twin]:
     # tools with sandbox bwrap needs `privileged` (docs/operator.md, "Pod Security levels").
     namespace = create_namespace(kube, f"twin-{int(time.time())}", **pss("privileged"))
-    started = time.monotonic()
-    kube.kubectl("apply", "-n", namespace, "-f", str(MINIMAL))
-    waited = kube.kubectl(
-        "wait", "--for=condition=Ready", f"ptwin/{TWIN}", "-n", namespace, "--timeout=900s",
-        check=False, timeout=960,
-    )  # fmt: skip
-    elapsed = time.monotonic() - started
-    if waited.returncode != 0:
-        status = kube.kubectl("get", "ptwin", TWIN, "-n", namespace, "-o", "yaml").stdout
-        pods = kube.kubectl("get", "pods", "-n", namespace, "-o", "wide").stdout
-        events = kube.kubectl("get", "events", "-n", namespace).stdout[-4000:]
-        pytest.fail(f"{waited.stderr}\n{status}\n{pods}\n{events}\n{release.logs()[-4000:]}")
-    print(f"kubectl apply -> ptwin/{TWIN} Ready: {elapsed:.1f}s")
-    yield Twin(kube, release, namespace, TWIN, elapsed)
-    kube.kubectl("delete", "ptwin", TWIN, "-n", namespace, "--wait=false", check=False)
-    kube.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+    try:
+        started = time.monotonic()
+        kube.kubectl("apply", "-n", namespace, "-f", str(MINIMAL))
+        waited = kube.kubectl(
+            "wait", "--for=condition=Ready", f"ptwin/{TWIN}", "-n", namespace, "--timeout=900s",
+            check=False, timeout=960,
+        )  # fmt: skip
+        elapsed = time.monotonic() - started
+        if waited.returncode != 0:
+            status = kube.kubectl("get", "ptwin", TWIN, "-n", namespace, "-o", "yaml").stdout
+            pods = kube.kubectl("get", "pods", "-n", namespace, "-o", "wide").stdout
+            events = kube.kubectl("get", "events", "-n", namespace).stdout[-4000:]
+            pytest.fail(f"{waited.stderr}\n{status}\n{pods}\n{events}\n{release.logs()[-4000:]}")
+        print(f"kubectl apply -> ptwin/{TWIN} Ready: {elapsed:.1f}s")
+        yield Twin(kube, release, namespace, TWIN, elapsed)
+    finally:
+        # While the operator still runs: it removes the twin's finalizer.
+        kube.kubectl("delete", "ptwin", TWIN, "-n", namespace, "--timeout=120s", check=False)
+        kube.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
 # -- (1) the chart ---------------------------------------------------------------------------
