@@ -186,11 +186,6 @@ def test_the_minimal_twin_becomes_four_ready_pods_on_the_qdrant_server(twin: Twi
         assert all(probes), f"{component} has a container without a readiness probe"
     memory_env = twin.kube.get("configmap", f"{TWIN}-memory-env", "-n", twin.namespace)["data"]
     assert memory_env["QDRANT_URL"] == f"http://qdrant.{QDRANT_NAMESPACE}.svc:6334"
-    # The operator made the twin's collections in the real Qdrant server.
-    with port_forward(twin.kube, QDRANT_NAMESPACE, "svc/qdrant", QDRANT_HTTP) as port:
-        listed = httpx.get(f"http://127.0.0.1:{port}/collections", timeout=30).json()
-    names = [c["name"] for c in listed["result"]["collections"]]
-    assert any(twin.namespace in name for name in names), names
 
 
 # -- (3) a person's path through the gateway Service -------------------------------------------
@@ -255,10 +250,27 @@ def _commit(twin: Twin, content: str) -> str:
 COMMITTED: list[tuple[str, str]] = []
 
 
+def _qdrant_points(kube: KubeCluster) -> dict[str, int]:
+    """Points per collection in the Qdrant server Pod (its REST API, port-forwarded)."""
+    with (
+        port_forward(kube, QDRANT_NAMESPACE, "svc/qdrant", QDRANT_HTTP) as port,
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
+    ):
+        names = [c["name"] for c in client.get("/collections").json()["result"]["collections"]]
+        return {
+            name: int(client.get(f"/collections/{name}").json()["result"]["points_count"] or 0)
+            for name in names
+        }
+
+
 def test_an_approved_memory_query_is_answered_by_the_memory_pod(twin: Twin) -> None:
     content = "Incident 4711: phoenix reactor overheated at dawn"
+    before = _qdrant_points(twin.kube)
     memory_id = _commit(twin, content)
     COMMITTED.append((memory_id, content))
+    after = _qdrant_points(twin.kube)
+    # The memory Pod stored it in the Qdrant server Pod (not an embedded engine).
+    assert sum(after.values()) == sum(before.values()) + 1, (before, after)
     key = twin.key()
     with gateway(twin.kube, twin.namespace, TWIN) as base, connect(_ws_url(base, key)) as ws:
         request = _chat(ws, "search for the reactor incident", "s-memory")
