@@ -504,7 +504,8 @@ def _replaced(twin: Twin, component: str) -> None:
 def test_a_pending_approval_survives_the_orchestrator_pod(twin: Twin) -> None:
     key = twin.key()
     with gateway(twin.kube, twin.namespace, TWIN) as base, connect(_ws_url(base, key)) as ws:
-        request = _chat(ws, "write the file after the restart", "s-restart")
+        # The twin's LLM is the stand-in by now (the bubblewrap test switched it).
+        request = _chat(ws, "run: echo survived-the-orchestrator-pod", "s-restart")
     request_id = request["issued_command"]["request_id"]
     before = twin.pods()["orchestrator"]["metadata"]["uid"]
     _replaced(twin, "orchestrator")
@@ -522,6 +523,7 @@ def test_a_pending_approval_survives_the_orchestrator_pod(twin: Twin) -> None:
     assert [p["request_id"] for p in pending.json()["pending"]] == [request_id]
     assert approved.status_code == 200, approved.text
     assert "executed successfully" in approved.json()["response"], approved.text
+    assert "survived-the-orchestrator-pod" in approved.json()["response"], approved.text
 
 
 def test_every_memory_survives_the_memory_pod(twin: Twin) -> None:
