@@ -376,7 +376,8 @@ def retag(kube: KubeCluster, components: list[str], tag: str) -> None:
 
 
 # A chat-completions server playing the LLM (the real one is out of reach): "run: <cmd>" asks
-# for command_exec of <cmd>; anything else is answered. It runs in a Pod of our gateway image.
+# for command_exec of <cmd>, "search"/"find"/"memory" for a memory query (the original's
+# rule); anything else is answered. It runs in a Pod of our gateway image.
 FAKE_LLM = """
 import json
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -388,6 +389,8 @@ class Handler(BaseHTTPRequestHandler):
         if user.startswith("run: "):
             decision = {"action_type": "ActionTool",
                         "details": {"tool_name": "command_exec", "args": {"cmd": user[5:]}}}
+        elif any(word in user.lower() for word in ("search", "find", "memory")):
+            decision = {"action_type": "ActionMemory", "details": {"query": user}}
         else:
             decision = {"action_type": "ActionResponse",
                         "details": {"content": "fake-llm heard: " + user}}
