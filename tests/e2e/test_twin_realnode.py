@@ -586,7 +586,13 @@ def test_helm_upgrade_to_a_new_tag_rolls_the_operator_and_the_twin(twin: Twin) -
         )
 
     wait_for(rolled, what="every twin Pod on the new tag and Ready", timeout=900, interval=3)
-    assert twin_ready(twin.kube, twin.namespace, TWIN)
+    # The operator reports Ready once it has seen the rolled Pods (a status update later).
+    wait_for(
+        lambda: twin_ready(twin.kube, twin.namespace, TWIN),
+        what=f"ptwin/{TWIN} Ready after the upgrade",
+        timeout=300,
+        interval=2,
+    )
     with (
         gateway(twin.kube, twin.namespace, TWIN) as base,
         httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=120) as c,
