@@ -542,7 +542,6 @@ def test_every_memory_survives_the_memory_pod(twin: Twin) -> None:
 
 
 def test_report_the_resident_memory_of_each_pod(twin: Twin) -> None:
-    figures = pod_memory(twin.kube)
     wanted = {
         f"{twin.namespace}/{pod['metadata']['name']}": component
         for component, pod in twin.pods().items()
@@ -551,12 +550,17 @@ def test_report_the_resident_memory_of_each_pod(twin: Twin) -> None:
         f"{twin.release.namespace}/{p['metadata']['name']}": "operator"
         for p in twin.release.operator_pods()
     }
-    found = {name: figures[name] for name in wanted if name in figures}
-    assert set(found) == set(wanted), (
-        f"the kubelet reports no memory for {set(wanted) - set(found)}"
-    )
+    found: dict[str, dict[str, int]] = {}
+
+    def measured() -> bool:
+        # A Pod started moments ago (memory, after the test above) has no stats yet.
+        figures = pod_memory(twin.kube)
+        found.clear()
+        found.update({name: figures[name] for name in wanted if name in figures})
+        return set(found) == set(wanted) and all(m["working_set"] > 0 for m in found.values())
+
+    wait_for(measured, what=f"the kubelet's memory stats of {sorted(wanted)}", timeout=120)
     for name, memory in sorted(found.items(), key=lambda item: wanted[item[0]]):
-        assert memory["working_set"] > 0, name
         print(f"{wanted[name]:>12}: RSS {memory['rss'] / 2**20:.0f} MiB, "
               f"working set {memory['working_set'] / 2**20:.0f} MiB")  # fmt: skip
 
