@@ -55,6 +55,11 @@ dir=$1
 mount -t tmpfs -o mode=0755 phoenixtwin-run /run
 mkdir -p "$2"
 mount --bind "$dir" "$2"
+# A proc with nothing mounted over it. A user-namespaced Pod (hostUsers: false, the tools
+# Pod) may mount its own /proc only while its mount namespace holds a fully visible proc
+# (the kernel's mnt_already_visible); the tunable shadows below cover files of /proc.
+mkdir -p /run/phoenixtwin-proc
+mount -t proc -o nosuid,nodev,noexec phoenixtwin-proc /run/phoenixtwin-proc
 for d in var/lib var/log; do
   mkdir -p "$dir/overlay/$d/upper" "$dir/overlay/$d/work"
   mount -t overlay -o "lowerdir=/$d,upperdir=$dir/overlay/$d/upper,workdir=$dir/overlay/$d/work" \

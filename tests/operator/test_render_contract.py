@@ -297,3 +297,6 @@ def test_tools_read_the_mounted_policy_and_work_in_a_writable_sandbox(
     sandbox = process.mount_of(settings.sandbox_dir)
     assert sandbox is not None
     assert not sandbox.read_only
+    # The service creates SANDBOX_DIR and chmods it (workdir.prepare_root): only the owner
+    # may, and a volume's root belongs to the kubelet, so it must lie strictly inside one.
+    assert sandbox.local in settings.sandbox_dir.parents, (sandbox.local, settings.sandbox_dir)

@@ -17,7 +17,11 @@ from phoenix_operator import naming
 from phoenix_operator.api import Component, SecretKeyRef, Twin, duration_seconds
 from phoenix_operator.render.common import Manifest, RenderContext, metadata, stable_hash
 
-SANDBOX_DIR = "/sandbox"
+# The tools Pod's writable emptyDir, and the service's SANDBOX_DIR inside it: the service
+# creates that directory and chmods it 0711, which only its owner may do, and the emptyDir
+# itself belongs to the kubelet (root in the Pod's user namespace), not to uid 10001.
+SANDBOX_VOLUME_DIR = "/sandbox"
+SANDBOX_DIR = f"{SANDBOX_VOLUME_DIR}/root"
 TOOLS_POLICY_DIR = "/etc/phoenix/tools"
 TOOLS_POLICY_KEY = "policy.json"
 # The gateway reads a directory of one file per twin id holding its key(s): the

@@ -183,7 +183,7 @@ def _gateway_pod(twin: Twin, ctx: RenderContext, pod_spec: dict[str, Any]) -> No
 
 def _tools_pod(twin: Twin, pod_spec: dict[str, Any], bwrap: bool) -> None:
     pod_spec["containers"][0]["volumeMounts"] += [
-        {"name": "sandbox", "mountPath": config.SANDBOX_DIR},
+        {"name": "sandbox", "mountPath": config.SANDBOX_VOLUME_DIR},
         {"name": "policy", "mountPath": config.TOOLS_POLICY_DIR, "readOnly": True},
     ]
     pod_spec["volumes"] += [
