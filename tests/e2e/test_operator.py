@@ -182,7 +182,12 @@ def test_spec_change_rolls_only_the_deployments_whose_config_changed(
         for c in COMPONENTS
         if again[c]["metadata"]["generation"] != after[c]["metadata"]["generation"]
     }
-    assert rolled == {"tools"}
+    # The orchestrator checks an approver's edited arguments against the same policy
+    # (TOOL_POLICY in its env, issue 15), so it rolls with tools; the gateway and memory do not.
+    assert rolled == {"tools", "orchestrator"}
+    orchestrator_env = kube_cluster.get("configmap", "bob-orchestrator-env", "-n", namespace)
+    seen_by_orchestrator = json.loads(orchestrator_env["data"]["TOOL_POLICY"])
+    assert seen_by_orchestrator["twins"]["*"]["allowed"] == ["ls", "cat"]
     policy = kube_cluster.get("configmap", "bob-tools-policy", "-n", namespace)["data"]
     assert json.loads(policy["policy.json"])["twins"]["*"]["allowed"] == ["ls", "cat"]
     assert kube_cluster.get("secret", "bob-gateway-api-key", "-n", namespace)["data"] == key_before
