@@ -390,7 +390,6 @@ def test_an_approved_command_runs_in_bubblewrap_inside_the_tools_pod(twin: Twin)
         request = _chat(ws, f"run: {SANDBOX_PROBE}", "s-llm")
         executed = _chat(ws, "[TOOL_EXECUTED] command_exec - CONFIRMED", "s-llm")
         forbidden = _chat(ws, "run: rm -rf /sandbox/anything", "s-llm")
-        refused = _chat(ws, "[TOOL_EXECUTED] command_exec - CONFIRMED", "s-llm")
     assert hello["content"] == "fake-llm heard: hello llm", hello
     assert request["issued_command"]["arguments"] == {"cmd": SANDBOX_PROBE}, request
     assert executed["content"].startswith("Tool 'command_exec' executed successfully."), executed
@@ -409,9 +408,11 @@ def test_an_approved_command_runs_in_bubblewrap_inside_the_tools_pod(twin: Twin)
     ).stdout.split()
     assert pod_map[0] == "0", pod_map
     assert int(pod_map[1]) >= 65536, f"the tools Pod shares the host's uids: {pod_map}"
-    assert forbidden["issued_command"]["command"] == "execute_tool", forbidden
-    assert "executed successfully" not in refused["content"], refused
-    assert "Policy violation: Command 'rm' is restricted" in refused["content"], refused
+    # The orchestrator checks the twin's tools policy (TOOL_POLICY) before asking anyone: a
+    # restricted program is refused outright, with no approval to click and nothing run.
+    assert forbidden.get("issued_command") is None, forbidden
+    assert "Command 'rm' is restricted" in forbidden["content"], forbidden
+    assert "executed successfully" not in forbidden["content"], forbidden
 
 
 # -- (4) the NetworkPolicy matrix, by real connections ---------------------------------------

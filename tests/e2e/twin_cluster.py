@@ -377,7 +377,8 @@ def retag(kube: KubeCluster, components: list[str], tag: str) -> None:
 
 # A chat-completions server playing the LLM (the real one is out of reach): "run: <cmd>" asks
 # for command_exec of <cmd>, "search"/"find"/"memory" for a memory query (the original's
-# rule); anything else is answered. It runs in a Pod of our gateway image.
+# rule); anything else is answered, and so is a step's result (the agent loop's "Result of
+# step N" message, which itself mentions "memory search"). It runs in a Pod of our gateway image.
 FAKE_LLM = """
 import json
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -386,7 +387,11 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         user = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
-        if user.startswith("run: "):
+        if user.startswith("Result of step "):
+            # The agent loop reports a step's result and asks for the next action: answer.
+            decision = {"action_type": "ActionResponse",
+                        "details": {"content": "fake-llm: that was the result."}}
+        elif user.startswith("run: "):
             decision = {"action_type": "ActionTool",
                         "details": {"tool_name": "command_exec", "args": {"cmd": user[5:]}}}
         elif any(word in user.lower() for word in ("search", "find", "memory")):
