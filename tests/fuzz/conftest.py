@@ -159,7 +159,9 @@ def spawn(name: str, log: Path, port: int, env: dict[str, str]) -> Service:
     return service
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: the services (and the tools service's warm sandboxes, processes
+# of the sandbox uid) must be gone before tests/tools counts that uid's processes.
+@pytest.fixture(scope="package")
 def fuzz_dir() -> Iterator[Path]:
     # Under /tmp with 0755: the tools sandbox's unprivileged uid must traverse into it.
     root = Path(tempfile.mkdtemp(prefix="phx-fuzz-", dir="/tmp"))
@@ -168,7 +170,7 @@ def fuzz_dir() -> Iterator[Path]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def memory_service(fuzz_dir: Path) -> Iterator[Service]:
     port = free_port()
     env = clean_env(
@@ -197,7 +199,7 @@ twins:
 """
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def tools_service(fuzz_dir: Path, memory_service: Service) -> Iterator[Service]:
     port = free_port()
     policy = fuzz_dir / "policy.yaml"
@@ -221,7 +223,7 @@ def tools_service(fuzz_dir: Path, memory_service: Service) -> Iterator[Service]:
     service.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def orchestrator_url(
     fuzz_dir: Path, memory_service: Service, tools_service: Service
 ) -> Iterator[str]:

@@ -107,7 +107,7 @@ def settings_env(twin: Twin, component: Component, ctx: RenderContext) -> dict[s
             "MEMORY_GRPC_ADDR": service_url(twin, "memory"),
             # A directory the service creates below the emptyDir: it chmods its root to 0711,
             # which uid 10001 cannot do to the mount root (root-owned, group fsGroup).
-            "SANDBOX_DIR": f"{SANDBOX_DIR}/root",
+            "SANDBOX_DIR": SANDBOX_DIR,
             "TOOLS_POLICY_FILE": f"{TOOLS_POLICY_DIR}/{TOOLS_POLICY_KEY}",
             "TOOLS_USE_BWRAP": "true" if spec.tools.sandbox == "bwrap" else "false",
             "TOOLS_EXEC_TIMEOUT_MS": str(spec.tools.timeout_ms),
