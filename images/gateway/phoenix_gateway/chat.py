@@ -144,10 +144,7 @@ class Relay:
                 "POST", path, body=body, headers=self._headers(twin, traced=True).items()
             )
         except (UpstreamError, ValueError) as err:
-            raise ChatError(
-                f"Orchestrator error: Request to orchestrator failed: {err}",
-                "orchestrator_unreachable",
-            ) from None
+            raise _unreachable(err) from None
         return _complete(reply, time.perf_counter() - started, str(uuid.uuid4()))
 
     async def _stream(
@@ -161,10 +158,7 @@ class Relay:
                 "POST", path, body=body, headers=self._headers(twin, traced=True).items()
             )
         except (UpstreamError, ValueError) as err:
-            raise ChatError(
-                f"Orchestrator error: Request to orchestrator failed: {err}",
-                "orchestrator_unreachable",
-            ) from None
+            raise _unreachable(err) from None
         try:
             if not upstream.is_success:
                 text = await upstream.read(MAX_ERROR_BODY)
@@ -239,10 +233,7 @@ class Relay:
                     "POST", "/chat", body=payload, headers=headers.items()
                 )
         except (UpstreamError, ValueError) as err:
-            raise ChatError(
-                f"Orchestrator error: Request to orchestrator failed: {err}",
-                "orchestrator_unreachable",
-            ) from None
+            raise _unreachable(err) from None
         return _complete(reply, time.perf_counter() - started, str(uuid.uuid4()))
 
 
@@ -283,3 +274,10 @@ def _chat_response(reply: UpstreamResponse) -> OrchestratorResponse | None:
         return OrchestratorResponse.model_validate_json(reply.body)
     except ValidationError:
         return None
+
+
+def _unreachable(err: Exception) -> ChatError:
+    """The original's words when the orchestrator cannot be reached at all."""
+    return ChatError(
+        f"Orchestrator error: Request to orchestrator failed: {err}", "orchestrator_unreachable"
+    )
