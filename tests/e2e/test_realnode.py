@@ -17,7 +17,7 @@ import grpc
 import pytest
 
 import localcluster
-from localcluster import images
+from localcluster import images, node
 from tests.e2e.kube import KubeCluster, wait_for
 from tests.e2e.realnode import (
     PORTS,
@@ -57,6 +57,23 @@ def smoke_namespace(loaded: KubeCluster) -> Iterator[str]:
     )
     yield name
     loaded.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def test_the_imported_images_are_pinned_against_the_kubelets_image_deletion(
+    loaded: KubeCluster,
+) -> None:
+    """Imported images cannot be pulled again, and the kubelet deletes unused images whenever
+    the (shared) disk runs short: a CI run lost every twin image that way between import and
+    first use. containerd reports a labelled image as pinned, and the kubelet keeps those."""
+    if not loaded.local:
+        pytest.skip("an external cluster's images are loaded (and kept) by whoever made it")
+    assert loaded.workdir is not None
+    state = localcluster.ClusterState.load(Path(loaded.workdir))
+    assert state is not None
+    assert state.node_bindir is not None
+    pinned = node.pinned_images(state, Path(state.node_bindir))
+    wanted = {images.image_name(component) for component in images.COMPONENTS}
+    assert wanted <= pinned, f"not pinned: {sorted(wanted - pinned)}"
 
 
 @pytest.mark.parametrize("component", images.COMPONENTS)

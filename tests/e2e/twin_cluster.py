@@ -373,6 +373,12 @@ def retag(kube: KubeCluster, components: list[str], tag: str) -> None:
             [*ctr, "images", "tag", source, target], capture_output=True, text=True, check=False
         )
         assert done.returncode == 0, f"ctr images tag {source} {target}: {done.stderr}"
+        # A tag is an image record of its own: pin it too (node.import_image says why).
+        pinned = subprocess.run(
+            [*ctr, "images", "label", target, node.PINNED_LABEL],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert pinned.returncode == 0, f"ctr images label {target}: {pinned.stderr}"
 
 
 # A chat-completions server playing the LLM (the real one is out of reach): "run: <cmd>" asks

