@@ -271,6 +271,7 @@ def import_image(state: ClusterState, bindir: Path, archive: Path) -> None:
             "images",
             "import",
             f"--label={PINNED_LABEL}",
+            "--local",  # the transfer service cannot discard layers
             "--discard-unpacked-layers",
             str(archive),
         ],
