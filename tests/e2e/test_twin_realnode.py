@@ -9,6 +9,7 @@ the key from the twin's Secret. The tests of this module run in file order and s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import time
@@ -42,6 +43,7 @@ from tests.e2e.twin_cluster import (
     probe_from,
     pss,
     qdrant_objects,
+    require_qdrant_binary,
     retag,
     rollout,
     twin_pods,
@@ -74,6 +76,7 @@ class Twin:
 
 @pytest.fixture(scope="module")
 def kube(real_cluster: KubeCluster) -> KubeCluster:
+    require_qdrant_binary(real_cluster)
     load_images(real_cluster)
     ensure_storage(real_cluster, volumes=4)  # an orchestrator claim per twin
     return real_cluster
@@ -108,29 +111,42 @@ def images_tag() -> str:
     return images.image_tag()
 
 
-@pytest.fixture(scope="module")
-def twin(kube: KubeCluster, release: Release) -> Iterator[Twin]:
+def _apply_minimal(kube: KubeCluster, release: Release, namespace: str) -> float:
+    """`kubectl apply -f examples/minimal.yaml` and `kubectl wait` for Ready: the seconds."""
+    started = time.monotonic()
+    kube.kubectl("apply", "-n", namespace, "-f", str(MINIMAL))
+    waited = kube.kubectl(
+        "wait", "--for=condition=Ready", f"ptwin/{TWIN}", "-n", namespace, "--timeout=900s",
+        check=False, timeout=960,
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    if waited.returncode != 0:
+        status = kube.kubectl("get", "ptwin", TWIN, "-n", namespace, "-o", "yaml").stdout
+        pods = kube.kubectl("get", "pods", "-n", namespace, "-o", "wide").stdout
+        events = kube.kubectl("get", "events", "-n", namespace).stdout[-4000:]
+        pytest.fail(f"{waited.stderr}\n{status}\n{pods}\n{events}\n{release.logs()[-4000:]}")
+    print(f"kubectl apply -> {namespace}/ptwin/{TWIN} Ready: {elapsed:.1f}s")
+    return elapsed
+
+
+@contextlib.contextmanager
+def _minimal_twin(kube: KubeCluster, release: Release, prefix: str) -> Iterator[Twin]:
+    """examples/minimal.yaml Ready in a new namespace; deleted with it afterwards."""
     # tools with sandbox bwrap needs `privileged` (docs/operator.md, "Pod Security levels").
-    namespace = create_namespace(kube, f"twin-{int(time.time())}", **pss("privileged"))
+    namespace = create_namespace(kube, f"{prefix}-{int(time.time())}", **pss("privileged"))
     try:
-        started = time.monotonic()
-        kube.kubectl("apply", "-n", namespace, "-f", str(MINIMAL))
-        waited = kube.kubectl(
-            "wait", "--for=condition=Ready", f"ptwin/{TWIN}", "-n", namespace, "--timeout=900s",
-            check=False, timeout=960,
-        )  # fmt: skip
-        elapsed = time.monotonic() - started
-        if waited.returncode != 0:
-            status = kube.kubectl("get", "ptwin", TWIN, "-n", namespace, "-o", "yaml").stdout
-            pods = kube.kubectl("get", "pods", "-n", namespace, "-o", "wide").stdout
-            events = kube.kubectl("get", "events", "-n", namespace).stdout[-4000:]
-            pytest.fail(f"{waited.stderr}\n{status}\n{pods}\n{events}\n{release.logs()[-4000:]}")
-        print(f"kubectl apply -> ptwin/{TWIN} Ready: {elapsed:.1f}s")
+        elapsed = _apply_minimal(kube, release, namespace)
         yield Twin(kube, release, namespace, TWIN, elapsed)
     finally:
         # While the operator still runs: it removes the twin's finalizer.
         kube.kubectl("delete", "ptwin", TWIN, "-n", namespace, "--timeout=120s", check=False)
         kube.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def twin(kube: KubeCluster, release: Release) -> Iterator[Twin]:
+    with _minimal_twin(kube, release, "twin") as twin:
+        yield twin
 
 
 # -- (1) the chart ---------------------------------------------------------------------------
@@ -415,23 +431,52 @@ def test_an_approved_command_runs_in_bubblewrap_inside_the_tools_pod(twin: Twin)
     assert "executed successfully" not in forbidden["content"], forbidden
 
 
+def test_an_approved_vector_query_in_the_tools_pod_finds_the_memory_pods_memories(
+    twin: Twin,
+) -> None:
+    """The tools Pod's vector_query tool dials the memory Service (its MEMORY_GRPC_ADDR,
+    through the tools->memory NetworkPolicy edge): what it prints are the memory Pod's
+    results, one JSON line each, which only the tools service writes."""
+    assert COMMITTED, "the memory test committed nothing"
+    key = twin.key()
+    with gateway(twin.kube, twin.namespace, TWIN) as base, connect(_ws_url(base, key)) as ws:
+        # The twin's LLM is the stand-in by now (the bubblewrap test switched it).
+        request = _chat(ws, "recall: the reactor incident at dawn", "s-vector")
+        command = request["issued_command"]
+        assert command["command"] == "execute_tool", request
+        assert command["tool_name"] == "vector_query", request
+        assert command["arguments"] == {"query": "the reactor incident at dawn"}, request
+        executed = _chat(ws, "[TOOL_EXECUTED] vector_query - CONFIRMED", "s-vector")
+    assert executed["content"].startswith("Tool 'vector_query' executed successfully."), executed
+    output = executed["content"].split("Output:\n", 1)[1]
+    results = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    print(f"vector_query from the tools Pod: {[(r['id'], r['similarity']) for r in results]}")
+    found = {r["id"]: r for r in results}
+    for memory_id, content in COMMITTED:
+        assert memory_id in found, f"{memory_id} not among the results: {output}"
+        assert found[memory_id]["content"] == content, found[memory_id]
+        assert found[memory_id]["similarity"] > 0, found[memory_id]
+
+
 # -- (4) the NetworkPolicy matrix, by real connections ---------------------------------------
 
 
-def _sleeper(namespace: str) -> dict[str, Any]:
+def _sleeper(
+    namespace: str, name: str = "outsider", labels: dict[str, str] | None = None
+) -> dict[str, Any]:
     """A Pod of our gateway image doing nothing but sleep: a client from another namespace."""
     from localcluster import images
 
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": "outsider", "namespace": namespace},
+        "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
         "spec": {
             "automountServiceAccountToken": False,
             "securityContext": RESTRICTED,
             "containers": [
                 {
-                    "name": "outsider",
+                    "name": "sleeper",
                     "image": images.image_name("gateway"),
                     "imagePullPolicy": "IfNotPresent",
                     "command": ["sleep", "infinity"],
@@ -458,16 +503,21 @@ def test_the_network_policy_matrix_holds_for_real_connections(twin: Twin) -> Non
         "memory": {qdrant: "open", target["orchestrator"]: "blocked", target["tools"]: "blocked"},
         "outsider": {target["gateway"]: "open", target["orchestrator"]: "blocked",
                      target["memory"]: "blocked", target["tools"]: "blocked"},
+        # Every label of the twin's orchestrator Pod, in another namespace (where no policy
+        # selects it): only the twin's own ingress rules stand between it and memory/tools.
+        "impostor": {target["memory"]: "blocked", target["tools"]: "blocked"},
     }  # fmt: skip
     outside = create_namespace(twin.kube, f"outsider-{int(time.time())}", **pss("restricted"))
     try:
-        twin.kube.apply(_sleeper(outside))
-        wait_ready(twin.kube, outside, "outsider")
         pods = twin.pods()
+        labels = pods["orchestrator"]["metadata"]["labels"]
+        twin.kube.apply(_sleeper(outside), _sleeper(outside, "impostor", labels))
+        wait_ready(twin.kube, outside, "outsider")
+        wait_ready(twin.kube, outside, "impostor")
         observed: dict[str, dict[str, str]] = {}
         for caller, targets in expected.items():
-            if caller == "outsider":
-                where, pod, container = outside, "outsider", None
+            if caller in ("outsider", "impostor"):
+                where, pod, container = outside, caller, None
             else:
                 where, pod = ns, pods[caller]["metadata"]["name"]
                 container = caller  # the gateway Pod also runs the telemetry sidecar
@@ -483,6 +533,77 @@ def test_the_network_policy_matrix_holds_for_real_connections(twin: Twin) -> Non
         for caller, results in observed.items()
     }
     assert summary == expected
+
+
+PORT = {"gateway": 8181, "orchestrator": 8182, "memory": 50052, "tools": 50054}
+
+
+def _addresses(twin: Twin) -> dict[str, str]:
+    return {c: f"{TWIN}-{c}.{twin.namespace}.svc.cluster.local:{PORT[c]}" for c in COMPONENTS}
+
+
+def test_a_second_twin_in_another_namespace_is_walled_off_from_the_first(twin: Twin) -> None:
+    """examples/minimal.yaml again in another namespace: the same twin name, so the same Pod
+    labels and twin id. Its Pods reach their own siblings but none of the first twin's; each
+    gateway refuses the other twin's key; its memory queries never see the first's memories.
+    One twin more, not a fleet: it shares the module's cluster, operator and Qdrant server."""
+    first = twin
+    with _minimal_twin(first.kube, first.release, "second") as second:
+        a, b = _addresses(first), _addresses(second)
+        expected: dict[str, dict[str, str]] = {
+            "gateway": {b["orchestrator"]: "open", a["orchestrator"]: "blocked"},
+            "orchestrator": {b["memory"]: "open", b["tools"]: "open",
+                             a["orchestrator"]: "blocked", a["memory"]: "blocked",
+                             a["tools"]: "blocked"},
+            "tools": {b["memory"]: "open", a["memory"]: "blocked", a["tools"]: "blocked",
+                      a["orchestrator"]: "blocked"},
+            "memory": {a["memory"]: "blocked", a["tools"]: "blocked"},
+        }  # fmt: skip
+        pods = second.pods()
+        observed = {}
+        for caller, targets in expected.items():
+            pod = pods[caller]["metadata"]["name"]
+            observed[caller] = probe_from(second.kube, second.namespace, pod, list(targets), caller)
+        keys = {"first": first.key(), "second": second.key()}
+        status: dict[tuple[str, str], int] = {}
+        for owner in (first, second):
+            gateway_of = "first" if owner is first else "second"
+            with gateway(owner.kube, owner.namespace, TWIN) as base:
+                for key_of, key in keys.items():
+                    reply = httpx.post(
+                        f"{base}/api/chat",
+                        json={"message": "hi", "session_id": "s-keys"},
+                        headers={"X-API-Key": key},
+                        timeout=60,
+                    )
+                    status[(gateway_of, key_of)] = reply.status_code
+        own_id = _commit(second, "Incident 815: the second twin's own reactor log")
+        with (
+            gateway(second.kube, second.namespace, TWIN) as base,
+            connect(_ws_url(base, keys["second"])) as ws,
+        ):
+            request = _chat(ws, "search for the reactor incident", "s-second")
+            memory_id = request["issued_command"]["memory_id"]
+            found = _chat(ws, f"[MEMORY_SHOWN] {memory_id}", "s-second")
+    print(f"second twin ({second.namespace}) -> first twin ({first.namespace}):")
+    for caller, results in observed.items():
+        for where, result in results.items():
+            print(f"  {caller:>12} -> {where}: {result}")
+    print(f"gateway status by (gateway, key of): {status}")
+    summary = {
+        caller: {t: r.split(":")[0] for t, r in results.items()}
+        for caller, results in observed.items()
+    }
+    assert summary == expected
+    assert keys["first"] != keys["second"]
+    assert status == {
+        ("first", "first"): 200,
+        ("first", "second"): 401,
+        ("second", "first"): 401,
+        ("second", "second"): 200,
+    }
+    assert found["source_memories"] == [own_id], found
+    assert not {memory_id for memory_id, _ in COMMITTED} & set(found["source_memories"]), found
 
 
 # -- (5) Pods deleted: approvals and memories survive -----------------------------------------

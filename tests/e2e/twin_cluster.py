@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from localcluster import images
+import pytest
+
+from localcluster import images, procs
 from tests.e2e.kube import KubeCluster, wait_for
 from tests.e2e.realnode import port_forward
 from tests.helm.chart import CHART, helm
@@ -308,6 +310,27 @@ def local_state(kube: KubeCluster) -> Any:
     return state if state is not None and state.node == "real" else None
 
 
+def require_qdrant_binary(kube: KubeCluster) -> None:
+    """Fail, never skip, where the qdrant image cannot be built (no Qdrant server binary).
+
+    Every twin here keeps its memories in the Qdrant server Pod (the chart's default
+    ``qdrant.url``), so without that image nothing of the scenario can run; a skip would
+    report a green run that proved nothing. The embedded (Edge) path needs no server and is
+    proven in a Pod either way (test_twin_edge_memory_realnode.py).
+    """
+    if local_state(kube) is None:
+        return  # an external cluster: its images (Qdrant's too) are loaded by whoever made it
+    try:
+        images.qdrant_binary()
+    except procs.ClusterError as err:
+        pytest.fail(
+            f"NO QDRANT SERVER FOR THE REAL-NODE TWINS: {err}. Every test of this module "
+            "needs the Qdrant server Pod and fails here; the embedded (Edge) memory path is "
+            "proven without it by tests/e2e/test_twin_edge_memory_realnode.py.",
+            pytrace=False,
+        )
+
+
 def load_images(kube: KubeCluster) -> None:
     """Our five images and the Qdrant server's, built or cached, in the node's containerd."""
     state = local_state(kube)
@@ -382,7 +405,8 @@ def retag(kube: KubeCluster, components: list[str], tag: str) -> None:
 
 
 # A chat-completions server playing the LLM (the real one is out of reach): "run: <cmd>" asks
-# for command_exec of <cmd>, "search"/"find"/"memory" for a memory query (the original's
+# for command_exec of <cmd>, "recall: <text>" for the vector_query tool (run by the tools Pod,
+# which queries the memory Pod), "search"/"find"/"memory" for a memory query (the original's
 # rule); anything else is answered, and so is a step's result (the agent loop's "Result of
 # step N" message, which itself mentions "memory search"). It runs in a Pod of our gateway image.
 FAKE_LLM = """
@@ -400,6 +424,9 @@ class Handler(BaseHTTPRequestHandler):
         elif user.startswith("run: "):
             decision = {"action_type": "ActionTool",
                         "details": {"tool_name": "command_exec", "args": {"cmd": user[5:]}}}
+        elif user.startswith("recall: "):
+            decision = {"action_type": "ActionTool",
+                        "details": {"tool_name": "vector_query", "args": {"query": user[8:]}}}
         elif any(word in user.lower() for word in ("search", "find", "memory")):
             decision = {"action_type": "ActionMemory", "details": {"query": user}}
         else:
