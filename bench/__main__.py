@@ -13,7 +13,7 @@ from bench.report import Figure
 
 # area name -> module under bench/, where they differ
 MODULES = {"cluster": "control_plane"}
-AREAS = ("cluster", "node", "memory", "tools", "chat", "operator")
+AREAS = ("cluster", "node", "memory", "tools", "chat", "operator", "twins")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -621,6 +621,20 @@ def _replaced(twin: Twin, component: str) -> None:
         return pod is not None and pod["metadata"]["uid"] != old and pod_is_ready(pod)
 
     wait_for(new_ready, what=f"a new {component} Pod Ready", timeout=600, interval=2)
+    # Ready is the kubelet's word; kube-proxy (the Service's endpoints) and kube-router (the
+    # NetworkPolicy ipsets that name Pod IPs) learn the new Pod's IP after it, asynchronously,
+    # and slower while other namespaces churn. A run once saw the gateway answer "orchestrator
+    # unavailable" in that window. The test is about what the new Pod holds, so it waits
+    # until the component's caller connects to it through the Service.
+    caller = {"orchestrator": "gateway", "memory": "orchestrator"}[component]
+    target = f"{TWIN}-{component}.{twin.namespace}.svc.cluster.local:{PORT[component]}"
+
+    def reachable() -> bool:
+        pod = twin.pods()[caller]["metadata"]["name"]
+        seen = probe_from(twin.kube, twin.namespace, pod, [target], caller)
+        return seen[target] == "open"
+
+    wait_for(reachable, what=f"{caller} -> the new {component} Pod", timeout=120, interval=2)
 
 
 def test_a_pending_approval_survives_the_orchestrator_pod(twin: Twin) -> None:
