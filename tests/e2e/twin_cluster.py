@@ -323,12 +323,15 @@ def require_qdrant_binary(kube: KubeCluster) -> None:
     try:
         images.qdrant_binary()
     except procs.ClusterError as err:
-        pytest.fail(
-            f"NO QDRANT SERVER FOR THE REAL-NODE TWINS: {err}. Every test of this module "
-            "needs the Qdrant server Pod and fails here; the embedded (Edge) memory path is "
-            "proven without it by tests/e2e/test_twin_edge_memory_realnode.py.",
-            pytrace=False,
-        )
+        missing = str(err)
+    else:
+        return
+    pytest.fail(
+        f"NO QDRANT SERVER FOR THE REAL-NODE TWINS: {missing}. Every test of this module "
+        "needs the Qdrant server Pod and fails here; the embedded (Edge) memory path is "
+        "proven without it by tests/e2e/test_twin_edge_memory_realnode.py.",
+        pytrace=False,
+    )
 
 
 def load_images(kube: KubeCluster) -> None:
