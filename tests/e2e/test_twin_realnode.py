@@ -4,7 +4,8 @@ Everything runs for real: the chart's operator Pod (its ServiceAccount and RBAC)
 Pod, a Qdrant server Pod (our qdrant image) where the chart's default `qdrant.url` points, and
 the four Pods of `examples/minimal.yaml` (mock LLM: the orchestrator's deterministic planner)
 behind their real probes. A person's path goes through the gateway Service (port-forward) with
-the key from the twin's Secret. The tests of this module run in file order and share one twin.
+the key from the twin's Secret. The tests of this module run in file order and share one twin
+(one test adds a second, in another namespace, and deletes it).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ REPO = Path(__file__).resolve().parents[2]
 MINIMAL = REPO / "examples" / "minimal.yaml"
 TWIN = "minimal"
 COMPONENTS = ("gateway", "orchestrator", "memory", "tools")
+PORT = {"gateway": 8181, "orchestrator": 8182, "memory": 50052, "tools": 50054}
 
 
 @dataclass
@@ -72,6 +74,11 @@ class Twin:
 
     def pods(self) -> dict[str, dict[str, Any]]:
         return twin_pods(self.kube, self.namespace, self.name)
+
+
+def _addresses(twin: Twin) -> dict[str, str]:
+    """Each component's Service as ``host:port``, fully qualified (reachable from anywhere)."""
+    return {c: f"{TWIN}-{c}.{twin.namespace}.svc.cluster.local:{PORT[c]}" for c in COMPONENTS}
 
 
 @pytest.fixture(scope="module")
@@ -489,9 +496,7 @@ def _sleeper(
 
 def test_the_network_policy_matrix_holds_for_real_connections(twin: Twin) -> None:
     ns = twin.namespace
-    svc = {c: f"{TWIN}-{c}.{ns}.svc.cluster.local" for c in COMPONENTS}
-    port = {"gateway": 8181, "orchestrator": 8182, "memory": 50052, "tools": 50054}
-    target = {c: f"{svc[c]}:{port[c]}" for c in COMPONENTS}
+    target = _addresses(twin)
     qdrant = f"qdrant.{QDRANT_NAMESPACE}.svc.cluster.local:6334"
     # caller -> {target: expected}; "open" where the twin needs the edge, else blocked.
     expected: dict[str, dict[str, str]] = {
@@ -533,13 +538,6 @@ def test_the_network_policy_matrix_holds_for_real_connections(twin: Twin) -> Non
         for caller, results in observed.items()
     }
     assert summary == expected
-
-
-PORT = {"gateway": 8181, "orchestrator": 8182, "memory": 50052, "tools": 50054}
-
-
-def _addresses(twin: Twin) -> dict[str, str]:
-    return {c: f"{TWIN}-{c}.{twin.namespace}.svc.cluster.local:{PORT[c]}" for c in COMPONENTS}
 
 
 def test_a_second_twin_in_another_namespace_is_walled_off_from_the_first(twin: Twin) -> None:
