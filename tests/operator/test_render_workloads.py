@@ -347,3 +347,27 @@ def test_resources_and_the_claim_use_canonical_quantities(
         "memory": "1Gi",
     }
     assert spec["volumeClaimTemplates"][0]["spec"]["resources"]["requests"] == {"storage": "2Gi"}
+
+
+def test_every_container_outlasts_a_busy_node_before_its_liveness_probe_restarts_it(
+    twin: Twin, ctx: RenderContext
+) -> None:
+    """1 s probe timeouts killed memory Pods that were loading the model on a loaded node: every
+    container has a startup probe of its own check, and liveness tolerates a minute of silence."""
+    containers = [
+        container
+        for component in COMPONENTS
+        for container in workloads.pod_spec(twin, component, ctx)["containers"]
+    ]
+    assert {c["name"] for c in containers} >= set(COMPONENTS) | {"telemetry"}
+    for container in containers:
+        startup, ready, live = (
+            container[kind] for kind in ("startupProbe", "readinessProbe", "livenessProbe")
+        )
+        check = {k: v for k, v in live.items() if k in ("grpc", "tcpSocket", "httpGet")}
+        assert check, container["name"]
+        for probe in (startup, ready):
+            assert {k: v for k, v in probe.items() if k in check} == check, container["name"]
+        assert startup["periodSeconds"] * startup["failureThreshold"] >= 300, container["name"]
+        assert live["timeoutSeconds"] >= 5, container["name"]
+        assert live["periodSeconds"] * live["failureThreshold"] >= 60, container["name"]

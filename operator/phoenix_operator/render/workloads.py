@@ -109,11 +109,25 @@ def _resources(twin: Twin, component: Component) -> dict[str, Any]:
     return rendered
 
 
-def _probe(component: Component) -> dict[str, Any]:
+def probes(check: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Startup, readiness and liveness probes of one check, sized for a node under load.
+
+    The kubelet's defaults (1 s timeout) killed memory Pods on a busy 2-core node while they
+    loaded the model or embedded a batch, and the restarts kept 10 twins from ever becoming
+    Ready. The startup probe gives a slow start 5 minutes before liveness applies; after that
+    a process is restarted only when it has not answered for a whole minute."""
+    return {
+        "startupProbe": {**check, "periodSeconds": 2, "timeoutSeconds": 5, "failureThreshold": 150},
+        "readinessProbe": {**check, "periodSeconds": 10, "timeoutSeconds": 5},
+        "livenessProbe": {**check, "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 6},
+    }
+
+
+def _check(component: Component) -> dict[str, Any]:
     port = naming.PORTS[component]
     if component in ("memory", "tools"):
-        return {"grpc": {"port": port}, "periodSeconds": 10}
-    return {"tcpSocket": {"port": port}, "periodSeconds": 10}
+        return {"grpc": {"port": port}}
+    return {"tcpSocket": {"port": port}}
 
 
 def _container_ports(component: Component) -> list[dict[str, Any]]:
@@ -135,7 +149,6 @@ def _telemetry_container(twin: Twin, ctx: RenderContext) -> dict[str, Any]:
     Same image and ConfigMap as the gateway; it reads TELEMETRY_HOST/PORT from it.
     Small fixed resources: it samples psutil every TELEMETRY_INTERVAL_MS.
     """
-    probe = {"httpGet": {"path": "/health", "port": "telemetry"}, "periodSeconds": 10}
     return {
         "name": "telemetry",
         "image": image(twin, "gateway", ctx),
@@ -143,8 +156,7 @@ def _telemetry_container(twin: Twin, ctx: RenderContext) -> dict[str, Any]:
         "args": ["telemetry"],
         "envFrom": [{"configMapRef": {"name": naming.env_configmap(twin, "gateway")}}],
         "ports": [{"name": "telemetry", "containerPort": naming.TELEMETRY_PORT, "protocol": "TCP"}],
-        "readinessProbe": probe,
-        "livenessProbe": {**probe, "failureThreshold": 6},
+        **probes({"httpGet": {"path": "/health", "port": "telemetry"}}),
         "resources": {
             "requests": {"cpu": "10m", "memory": "64Mi"},
             "limits": {"memory": "128Mi"},
@@ -204,8 +216,7 @@ def pod_spec(twin: Twin, component: Component, ctx: RenderContext) -> dict[str, 
         "imagePullPolicy": "IfNotPresent",
         "envFrom": [{"configMapRef": {"name": naming.env_configmap(twin, component)}}],
         "ports": _container_ports(component),
-        "readinessProbe": _probe(component),
-        "livenessProbe": {**_probe(component), "failureThreshold": 6},
+        **probes(_check(component)),
         "resources": _resources(twin, component),
         "securityContext": bwrap_container_security() if bwrap else restricted_container_security(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir
