@@ -25,12 +25,10 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 
 from scripts.localstack import (
     ADDRESS_VARS,
-    ORDER,
     REPO,
     LocalStack,
     Ports,
@@ -67,17 +65,13 @@ def main() -> int:
         f"Starting PhoenixTwin from {REPO} (state in {config.state_dir}, logs in {config.log_dir})"
     )
     try:
-        for name in ORDER:
-            if stop.is_set():
-                return 130
-            if name == "memory":
-                stack.prepare()
-                for var in ADDRESS_VARS:
-                    if base.get(var):
-                        print(f"  {var}={base[var]} (yours, from the environment or .env)")
-            started = time.monotonic()
-            stack.start(name)
-            print(f"  {name:<13} ready ({time.monotonic() - started:.1f} s)")
+        stack.prepare()
+        for var in ADDRESS_VARS:
+            if base.get(var):
+                print(f"  {var}={base[var]} (yours, from the environment or .env)")
+        if stop.is_set():
+            return 130
+        stack.start_all()  # prints each component's "ready (N s)"
         planner = stack.planner
         print(
             f"\nPhoenixTwin is up: {config.gateway_url}/\n"
