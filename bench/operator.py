@@ -22,6 +22,7 @@ Writes are counted by the API server itself (all clients) and by the operator.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
@@ -34,6 +35,7 @@ import psutil
 
 import localcluster
 from bench.report import Figure
+from localcluster.fakenode import FAKE_NODE
 from tests.e2e.kube import KubeCluster, wait_for
 from tests.e2e.operator_process import OperatorProcess, install_crd, twin
 
@@ -52,6 +54,43 @@ OWNED_RESOURCES = (
     "phoenixtwins",
 )
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE", "APPLY")
+
+
+# What one twin's four pods request (render/workloads.py), and what one kwok node offers
+# (localcluster/fakenode.py: 32 CPU, 256 GiB, 1,000 pods): ~150 twins per node.
+TWIN_CPU_MILLIS = 210
+NODE_CPU_MILLIS = 32_000
+
+
+def _nodes_for(twins: int) -> int:
+    """kwok nodes (each as localcluster's) that hold ``twins`` twins' pods with room to spare."""
+    return max(1, math.ceil(twins * TWIN_CPU_MILLIS * 1.25 / NODE_CPU_MILLIS))
+
+
+def _add_kwok_nodes(kube: KubeCluster, count: int) -> None:
+    """More fake nodes beside localcluster's one, so no pod of either side waits for room:
+    with one node (~150 twins) the operator's twins waited for the kubectl baseline's
+    namespaces to be garbage-collected, which made the ratio follow the machine's load."""
+    nodes = []
+    for i in range(count):
+        node: dict[str, Any] = json.loads(json.dumps(FAKE_NODE))
+        name = f"bench-kwok-{i}"
+        node["metadata"]["name"] = name
+        node["metadata"]["labels"]["kubernetes.io/hostname"] = name
+        nodes.append(node)
+    kube.apply(*nodes, server_side=False)
+
+    def ready() -> int:
+        return sum(
+            1
+            for node in kube.get("nodes")["items"]
+            if any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in node.get("status", {}).get("conditions") or []
+            )
+        )
+
+    wait_for(lambda: ready() >= count + 1, what="the bench's kwok nodes Ready", timeout=300)
 
 
 def _namespaces(prefix: str) -> list[str]:
@@ -175,8 +214,8 @@ def _baseline(kube: KubeCluster) -> float:
         interval=2,
     )
     elapsed = time.monotonic() - started
-    for name in namespaces:
-        kube.kubectl("delete", "namespace", name, "--wait=false")
+    # Gone before the operator's turn: both sides start from an empty cluster.
+    kube.kubectl("delete", "namespace", *namespaces, f"--timeout={TIMEOUT}s", timeout=TIMEOUT)
     return elapsed
 
 
@@ -232,6 +271,7 @@ def run() -> list[Figure]:
                 local=True,
             )
             install_crd(kube)
+            _add_kwok_nodes(kube, _nodes_for(TWINS))
             baseline = _baseline(kube)
             _progress(f"kubectl baseline {baseline:.1f} s")
 
@@ -247,7 +287,10 @@ def run() -> list[Figure]:
             idle_rss = _rss(operator)
             twins = [twin(f"twin-{i}", namespaces[i % NAMESPACES]) for i in range(TWINS)]
             started = time.monotonic()
-            kube.apply(*twins)
+            kube.kubectl(  # kubectl applies one object at a time: minutes for 1,000 twins
+                "apply", "--server-side", "-f", "-", timeout=TIMEOUT,
+                stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": twins}),
+            )  # fmt: skip
             wait_for(
                 lambda: _ready_twins(kube) == TWINS,
                 what=f"{TWINS} twins Ready",

@@ -16,7 +16,7 @@ import logging
 import kopf
 
 from phoenix_common import logging as phoenix_logging
-from phoenix_operator import handlers
+from phoenix_operator import handlers, kopf_barrier
 from phoenix_operator.settings import OperatorSettings
 
 
@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     # lightkube's HTTP library logs every request at INFO: the write metrics count them.
     logging.getLogger("httpx2").setLevel(logging.WARNING)
+    kopf_barrier.install()  # linear start-up over many indexed objects (see the module)
     registry = kopf.OperatorRegistry()
     handlers.register(registry, settings)
     liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None

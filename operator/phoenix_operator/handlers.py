@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,7 @@ import kopf
 from phoenix_common.errors import DependencyUnavailable
 from phoenix_common.metrics import serve_metrics
 from phoenix_operator import kube, metrics, naming
-from phoenix_operator.api import FINALIZER, GROUP, PLURAL, VERSION
+from phoenix_operator.api import FINALIZER, GROUP, KIND, PLURAL, VERSION
 from phoenix_operator.reconcile import children
 from phoenix_operator.reconcile.children import LiveChild, TwinKey
 from phoenix_operator.reconcile.collections import Collections
@@ -293,12 +293,31 @@ def _timers_without_finalizer(registry: kopf.OperatorRegistry) -> None:
     ]
 
 
+class TwinDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf's diff-base (last handled configuration) of twins only.
+
+    kopf builds an object's essence, a deep copy of the whole body, on every watch
+    event of every kind, to detect changes for change handlers. Only twins have
+    change handlers; the children (~21 per twin, several events each during a
+    rollout) have index and event handlers only, which never read it. For them the
+    essence is empty: about a tenth of the operator's CPU while it lists or creates
+    children, with nothing that reads the copy.
+    """
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
+    ) -> kopf.BodyEssence:
+        if body.get("apiVersion") != f"{GROUP}/{VERSION}" or body.get("kind") != KIND:
+            return kopf.BodyEssence()
+        return super().build(body=body, extra_fields=extra_fields)
+
+
 def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     """kopf's settings: our own finalizer and annotation prefixes (none under kopf.zalando.org)."""
     config = kopf.OperatorSettings()
     config.persistence.finalizer = FINALIZER
     config.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    config.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    config.persistence.diffbase_storage = TwinDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
     )
     config.networking.request_timeout = settings.request_timeout_seconds

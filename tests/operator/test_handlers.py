@@ -99,6 +99,21 @@ def test_a_twin_selector_shards_the_twins_watch_server_side() -> None:
     )
 
 
+def test_kopf_keeps_a_diff_base_for_twins_and_copies_no_child() -> None:
+    storage = handlers.kopf_settings(OperatorSettings()).persistence.diffbase_storage
+    twin: Any = {
+        "apiVersion": "phoenixtwin.io/v1alpha1",
+        "kind": "PhoenixTwin",
+        "metadata": {"name": "alice", "namespace": "team-a", "labels": {"team": "a"}},
+        "spec": {"suspend": True},
+    }
+    essence = storage.build(body=kopf.Body(twin))
+    assert essence["spec"] == {"suspend": True}  # the twins' change handlers see changes
+    assert essence["metadata"]["labels"] == {"team": "a"}
+    child: Any = deployment()
+    assert storage.build(body=kopf.Body(child)) == {}
+
+
 async def test_child_events_queue_their_twin_once_and_echoes_not_at_all(tmp_path: Path) -> None:
     kube, view = FakeKube(), FakeView()
     reconciler = Reconciler(
