@@ -42,6 +42,23 @@ class KubeCluster:
     def get(self, *args: str) -> Any:
         return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
 
+    def wait_established(self, crd: str, timeout: float = 60) -> None:
+        """Until the CRD's Established condition is True.
+
+        Not `kubectl wait --for=condition=Established`: on a CRD the API server has not yet
+        given a status, it fails at once ("<nil> is of the type <nil>") instead of waiting."""
+
+        def established() -> bool:
+            found = self.kubectl("get", "crd", crd, "-o", "json", check=False)
+            if found.returncode != 0:
+                return False
+            conditions = (json.loads(found.stdout).get("status") or {}).get("conditions") or []
+            return any(
+                c.get("type") == "Established" and c.get("status") == "True" for c in conditions
+            )
+
+        wait_for(established, timeout=timeout, what=f"CRD {crd} to be Established")
+
     def apply(self, *objects: dict[str, Any], server_side: bool = True) -> None:
         body = json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)})
         flags = ["--server-side", "--force-conflicts"] if server_side else []

@@ -174,9 +174,7 @@ def running_operator(kube: KubeCluster, workdir: Path, **env: str) -> Iterator[O
 
 def install_crd(kube: KubeCluster) -> None:
     kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-    kube.kubectl(
-        "wait", "--for=condition=Established", "crd/phoenixtwins.phoenixtwin.io", "--timeout=60s"
-    )
+    kube.wait_established("phoenixtwins.phoenixtwin.io")
     wait_for(
         lambda: kube.kubectl("get", "ptwin", "-A", check=False).returncode == 0,
         what="the PhoenixTwin API to be served",

@@ -158,9 +158,7 @@ def test_a_cel_rule_rejects_a_bad_object_with_its_message(
     kube_cluster: KubeCluster, namespace: str
 ) -> None:
     kube_cluster.apply(CEL_CRD)
-    kube_cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/widgets.smoke.phoenixtwin.io", "--timeout=30s"
-    )
+    kube_cluster.wait_established("widgets.smoke.phoenixtwin.io")
 
     def widget(name: str, low: int, high: int) -> str:
         return json.dumps(
