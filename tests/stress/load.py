@@ -41,6 +41,9 @@ MEMORY = (
 )
 
 
+SURVIVOR_GRACE_S = 30.0
+
+
 @dataclass
 class BuildLoad:
     spinners: int = 2
@@ -82,7 +85,14 @@ class BuildLoad:
                 os.killpg(process.pid, signal.SIGKILL)  # unreaped leader: group id is ours
         for process in self.processes:
             process.wait(10)
-        leftovers = [pid for p in self.processes if (pid := _group_member(p.pid)) is not None]
+        # A killed process dies only when it leaves the kernel: `dd conv=fsync` in an fsync (D
+        # state) keeps running for as long as the flush takes. Give the SIGKILLed members that
+        # long, bounded, before calling anything a survivor.
+        deadline = time.monotonic() + SURVIVOR_GRACE_S
+        while (
+            leftovers := [pid for p in self.processes if (pid := _group_member(p.pid)) is not None]
+        ) and time.monotonic() < deadline:
+            time.sleep(0.1)
         self.processes.clear()
         if self.scratch is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
