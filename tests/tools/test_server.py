@@ -365,8 +365,10 @@ async def test_concurrent_executions_do_not_interfere(tools: Running) -> None:
 
 
 async def test_exec_dirs_are_removed_after_the_run(tools: Running) -> None:
+    """Removed once the reply is out (runtime._remove_later), not before it."""
     response = await tools.run("twin-aegis", "command_exec", "echo x > kept")
     assert response.success
+    await tools.tools.executor.runtime.removals_done()
     assert not (tools.settings.sandbox_dir / "twin-aegis" / response.execution_id).exists()
 
 

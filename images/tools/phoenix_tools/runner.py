@@ -97,22 +97,14 @@ class Started:
     def alive(self) -> bool:
         return self.proc.returncode is None
 
-    async def send(self, data: bytes) -> None:
-        """Write ``data`` to the process's stdin (spawned with ``stdin_pipe``) and close it."""
-        stdin = self.proc.stdin
-        assert stdin is not None, "spawned without stdin_pipe"  # noqa: S101 - narrowing
-        stdin.write(data)
-        try:
-            await stdin.drain()
-        finally:
-            stdin.close()
 
-
-async def start(spec: SpawnSpec, *, kill_bytes: int, stdin_pipe: bool = False) -> Started:
-    """Spawn ``spec`` (vfork-safe, see the module doc) and start capturing its output."""
+async def start(spec: SpawnSpec, *, kill_bytes: int, stdin: int | None = None) -> Started:
+    """Spawn ``spec`` (vfork-safe, see the module doc) and start capturing its output;
+    ``stdin`` is a descriptor for the child's stdin (the caller keeps and closes it),
+    else /dev/null."""
     proc = await asyncio.create_subprocess_exec(
         *spec.argv,
-        stdin=asyncio.subprocess.PIPE if stdin_pipe else asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.DEVNULL if stdin is None else stdin,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=spec.env,

@@ -53,10 +53,10 @@ async def run_selftest(runtime: SandboxRuntime) -> tuple[SandboxMode, str]:  # n
     reason = "TOOLS_USE_BWRAP is off"
     if settings.use_bwrap:
         problem = await _probe_bwrap(runtime)
-        if problem is not None and runtime.python is not None:
+        if problem is not None and runtime.shell is not None:
             # The launcher (warm.py) is an optimisation: without it, bwrap runs commands itself.
             logger.warning("sandbox launcher unusable", extra={"reason": problem})
-            runtime.python = None
+            runtime.shell = None
             problem = await _probe_bwrap(runtime)
         if problem is None:
             runtime.enable_warm_pool()
