@@ -242,7 +242,7 @@ class SandboxRuntime:
             spec = self._spawn_spec(
                 cmd, {}, None, tuple(child_ends), set_limits=launcher_end is None
             )
-            started = await runner.start(
+            started = runner.start(
                 spec,
                 kill_bytes=self.settings.output_kill_bytes,
                 stdin=None if launcher_end is None else launcher_end.fileno(),

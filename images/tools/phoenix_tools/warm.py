@@ -247,13 +247,13 @@ class WarmPool:
             self._filling[twin] -= 1
             raise
         try:
-            ready = await sandbox.wait_ready(READY_TIMEOUT_S)
+            got_ready = await sandbox.wait_ready(READY_TIMEOUT_S)
         except BaseException:  # cancelled by close(): the sandbox must not outlive the pool
             await sandbox.dispose()
             raise
         finally:
             self._filling[twin] -= 1
-        if not ready:
+        if not got_ready:
             logger.warning("a sandbox started ahead of time never got ready")
             await sandbox.dispose()
             return
