@@ -364,6 +364,27 @@ async def test_concurrent_executions_do_not_interfere(tools: Running) -> None:
     assert [list(r.stdout_logs) for r in replies] == [[str(i)] for i in range(8)]
 
 
+async def test_a_burst_beyond_the_warm_pool_gives_each_command_its_own_sandbox(
+    tools: Running,
+) -> None:
+    """More commands at once than sandboxes kept ready, so later ones wait for a refill in
+    flight or start their own (warm.WarmPool.take): each still gets a fresh, empty /work
+    and its own namespaces, and none fails."""
+    twin = "twin-sentinel"
+    await tools.run(twin, "command_exec", "true")  # the twin now has sandboxes being set up
+    replies = await asyncio.gather(
+        *(
+            tools.run(twin, "command_exec", f"ls -A /work | wc -l; echo {i} > f; cat f; echo $$")
+            for i in range(12)
+        )
+    )
+    assert [r.exit_code for r in replies] == [0] * 12, [r.message for r in replies]
+    assert [list(r.stdout_logs)[:2] for r in replies] == [["0", str(i)] for i in range(12)]
+    assert len({r.execution_id for r in replies}) == 12
+    # $$ is the shell's pid in its own pid namespace: the same small number in every one
+    assert len({r.stdout_logs[2] for r in replies}) == 1
+
+
 async def test_exec_dirs_are_removed_after_the_run(tools: Running) -> None:
     """Removed once the reply is out (runtime._remove_later), not before it."""
     response = await tools.run("twin-aegis", "command_exec", "echo x > kept")

@@ -153,6 +153,8 @@ class Sandbox:
 
 Spawner = Callable[[str, str], Awaitable[Sandbox]]
 READY_TIMEOUT_S = 60.0
+# How long a command waits for a sandbox already being set up before starting its own.
+FILL_WAIT_S = 2.0
 
 
 class WarmPool:
@@ -167,6 +169,8 @@ class WarmPool:
         self._filling: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # refills and disposals
         self._refills: set[asyncio.Task[None]] = set()  # the refills alone: cancelled by close
+        # Commands that found no ready sandbox while one was being set up, by twin.
+        self._waiters: dict[str, deque[asyncio.Future[Sandbox | None]]] = {}
         self._closed = False
 
     async def take(self, twin: str, name: str) -> Sandbox:
@@ -185,6 +189,28 @@ class WarmPool:
         self._touch(twin)
         if found is not None:
             return found
+        waiters = self._waiters.setdefault(twin, deque())
+        if self._filling.get(twin, 0) > len(waiters):
+            # One is being set up (a burst outran the refill): it is ready sooner than a
+            # new one would be, which would also compete with it for the CPU.
+            waiter: asyncio.Future[Sandbox | None] = asyncio.get_running_loop().create_future()
+            waiters.append(waiter)
+            handed: Sandbox | None = None
+            try:
+                async with asyncio.timeout(FILL_WAIT_S):
+                    handed = await waiter
+            except TimeoutError:
+                handed = _result_of(waiter)  # handed over just as the wait timed out
+            except BaseException:  # cancelled: what was handed over meanwhile goes on
+                if (late := _result_of(waiter)) is not None:
+                    self._hand_over(twin, late)
+                raise
+            finally:
+                self._drop_waiter(twin, waiter)
+            if handed is not None:
+                return handed
+        else:
+            self._drop_waiter(twin, None)
         return await self._spawn(twin, name)
 
     def refill_soon(self, twin: str) -> None:
@@ -241,27 +267,54 @@ class WarmPool:
             sandbox = await self._spawn(twin, uuid.uuid4().hex)
         except Exception:
             self._filling[twin] -= 1
+            self._wake_waiter(twin, None)
             logger.exception("could not start a sandbox ahead of time", extra={"twin": twin})
             return
         except BaseException:
             self._filling[twin] -= 1
+            self._wake_waiter(twin, None)
             raise
         try:
             got_ready = await sandbox.wait_ready(READY_TIMEOUT_S)
         except BaseException:  # cancelled by close(): the sandbox must not outlive the pool
+            self._wake_waiter(twin, None)
             await sandbox.dispose()
             raise
         finally:
             self._filling[twin] -= 1
         if not got_ready:
             logger.warning("a sandbox started ahead of time never got ready")
+            self._wake_waiter(twin, None)
             await sandbox.dispose()
+            return
+        self._hand_over(twin, sandbox)
+
+    def _hand_over(self, twin: str, sandbox: Sandbox) -> None:
+        """Give a ready sandbox to a command waiting for one, else pool it (or dispose of it)."""
+        if self._wake_waiter(twin, sandbox):
             return
         ready = self._ready.get(twin)
         if self._closed or ready is None or len(ready) >= self.per_twin:
-            await sandbox.dispose()
+            self._background(sandbox.dispose())
             return
         ready.append(sandbox)
+
+    def _wake_waiter(self, twin: str, sandbox: Sandbox | None) -> bool:
+        """Hand ``sandbox`` (None: start your own) to the first waiting command, if any."""
+        for waiter in self._waiters.get(twin, ()):
+            if not waiter.done():
+                waiter.set_result(sandbox)
+                return True
+        return False
+
+    def _drop_waiter(self, twin: str, waiter: asyncio.Future[Sandbox | None] | None) -> None:
+        waiters = self._waiters.get(twin)
+        if waiters is None:
+            return
+        if waiter is not None:
+            waiters.remove(waiter)
+        if not waiters:
+            del self._waiters[twin]
 
     def _background(self, work: Awaitable[None], *, refill: bool = False) -> None:
         task = asyncio.ensure_future(work)
@@ -270,3 +323,7 @@ class WarmPool:
         if refill:
             self._refills.add(task)
             task.add_done_callback(self._refills.discard)
+
+
+def _result_of(waiter: asyncio.Future[Sandbox | None]) -> Sandbox | None:
+    return waiter.result() if waiter.done() and not waiter.cancelled() else None
