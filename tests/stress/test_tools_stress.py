@@ -144,12 +144,17 @@ def _idle_and_leftover(service: psutil.Process) -> tuple[list[int], list[int]]:
     return [p.pid for p in launchers], [p.pid for p in descendants if p.pid not in idle]
 
 
-def _settled(service: psutil.Process, ready: int, timeout_s: float = 60) -> tuple[int, list[int]]:
-    """Once the pool is refilled (``ready`` launchers waiting): open fds and leftovers."""
+def _settled(
+    service: psutil.Process, sandbox: Path, ready: int, timeout_s: float = 60
+) -> tuple[int, list[int]]:
+    """Once the pool is refilled (``ready`` launchers waiting) and the finished commands'
+    directories are removed (after their replies): open fds and leftover processes."""
     deadline = time.monotonic() + timeout_s
     while True:
         launchers, leftovers = _idle_and_leftover(service)
-        if (len(launchers) == ready and not leftovers) or time.monotonic() > deadline:
+        dirs_settled = len(_exec_dirs(sandbox)) == ready
+        settled = len(launchers) == ready and not leftovers and dirs_settled
+        if settled or time.monotonic() > deadline:
             return service.num_fds(), leftovers
         time.sleep(0.2)
 
@@ -164,7 +169,9 @@ def test_thousands_of_sandboxed_commands_are_all_right_and_leave_nothing_behind(
     warmup = [case(i, rng) for i in range(2 * CLIENTS)]
     assert asyncio.run(_run_all(port, warmup)) == []
     ready = ToolsSettings().warm_sandboxes  # the launcher gives the service the defaults
-    fds_before, leftovers_before = _settled(service, ready)
+    sandbox = tools_stack.config.sandbox_dir
+    assert sandbox is not None
+    fds_before, leftovers_before = _settled(service, sandbox, ready)
     assert leftovers_before == []
     cases = [case(i, rng) for i in range(COMMANDS)]
     started = time.monotonic()
@@ -173,11 +180,9 @@ def test_thousands_of_sandboxed_commands_are_all_right_and_leave_nothing_behind(
     assert failures == [], f"{len(failures)} wrong results, first: {failures[:5]}"
     assert tools_stack.exited() == {}, tools_stack.log("tools")[-3000:]
     assert service.is_running()
-    fds_after, leftovers = _settled(service, ready)
+    fds_after, leftovers = _settled(service, sandbox, ready)
     assert leftovers == []
     assert fds_after == fds_before
-    sandbox = tools_stack.config.sandbox_dir
-    assert sandbox is not None
     assert len(_exec_dirs(sandbox)) == ready  # the ready sandboxes' own, nothing else
     log = tools_stack.log("tools")
     assert "epoll_wait" not in log

@@ -482,16 +482,16 @@ async def test_r9_the_sandbox_dies_with_the_service(tools: Running) -> None:
 async def test_r9_a_kill_while_the_chain_is_still_execing_leaves_nothing(
     tools: Running,
 ) -> None:
-    """Killed before bwrap has started, so before its --die-with-parent is armed: the chain's
-    choom step is held open for a while by a wrapper, and the service is killed meanwhile.
-    setpriv's --pdeathsig must take the rest of the chain down (without it, the chain went
-    on to start the sandbox as an orphan)."""
+    """Killed before bwrap has started, so before its --die-with-parent is armed: the step
+    after setpriv (bwrap) is held back for a while by a wrapper, and the service is killed
+    meanwhile. setpriv's --pdeathsig must take the rest of the chain down (without it, the
+    chain went on to start the sandbox as an orphan)."""
     marker = f"r9chain-{secrets.token_hex(6)}"
     root = tools.settings.sandbox_dir.parent / marker
     root.mkdir(mode=0o755)
-    slow_choom = root / "slow-choom"
-    slow_choom.write_text(f'#!/bin/sh\nsleep 2\nexec {shutil.which("choom")} "$@"\n')
-    slow_choom.chmod(0o755)
+    slow_bwrap = root / "slow-bwrap"
+    slow_bwrap.write_text(f'#!/bin/sh\nsleep 2\nexec {shutil.which("bwrap")} "$@"\n')
+    slow_bwrap.chmod(0o755)
     script = textwrap.dedent(f"""
         import asyncio
         from phoenix_tools.runtime import SandboxRuntime
@@ -499,7 +499,7 @@ async def test_r9_a_kill_while_the_chain_is_still_execing_leaves_nothing(
         runtime = SandboxRuntime(ToolsSettings(SANDBOX_DIR={str(root / "sandbox")!r},
                                                TOOLS_EXEC_TIMEOUT_MS=60000))
         runtime.prepare()
-        runtime.choom = {str(slow_choom)!r}
+        runtime.bwrap = {str(slow_bwrap)!r}
         asyncio.run(runtime.run("twin-lab", ["/usr/bin/sleep", "600"], mode="bwrap"))
     """)
     service = subprocess.Popen([sys.executable, "-c", script])  # noqa: ASYNC220 - a host process outliving the test

@@ -12,6 +12,8 @@ import pytest
 from google.protobuf import empty_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from phoenix_tools import selftest
+from phoenix_tools.sandbox import Limits
 from tests.tools.conftest import FakeMemory, Running, make_settings, running_server
 
 
@@ -19,6 +21,8 @@ async def test_health_check_reports_the_sandbox_mode(tools: Running) -> None:
     response = await tools.stub.HealthCheck(empty_pb2.Empty(), timeout=5)
     assert response.status == "healthy"
     assert "sandbox=bwrap" in response.message
+    # the dash launcher passed the self-test, limits included (warm.py, selftest.py)
+    assert "(warm sandboxes)" in response.message
     assert response.version
 
 
@@ -308,6 +312,45 @@ async def test_policy_file_changes_apply_without_restart(sandbox_root: Path) -> 
         assert (await running.run("t1", "command_exec", "date")).success
 
 
+async def test_a_launcher_shell_that_sets_other_limits_is_not_used(sandbox_root: Path) -> None:
+    """bash's ulimit has no -p for processes (there it is the pipe size), so its launcher
+    stops before its R; had it set other limits, the self-test's check of /proc/self/limits
+    would refuse it. Either way commands run without a launcher, with prlimit's limits."""
+    settings = make_settings(sandbox_root / "bash-launcher", TOOLS_SANDBOX_SHELL="/usr/bin/bash")
+    async with running_server(settings) as running:
+        health = await running.stub.HealthCheck(empty_pb2.Empty(), timeout=5)
+        assert "sandbox=bwrap" in health.message
+        assert "(no warm sandboxes)" in health.message
+        reply = await running.run("twin-aegis", "cat", "/proc/self/limits")
+        assert reply.success, reply.message
+        problems = selftest._limit_problems(
+            "\n".join(reply.stdout_logs), running.tools.executor.runtime.limits
+        )
+        assert problems == []
+
+
+def test_the_self_test_checks_the_commands_rlimits() -> None:
+    limits = Limits(
+        as_bytes=512 << 20, cpu_seconds=2, fsize_bytes=8 << 20, nofile=64, nproc=64,
+        tmpfs_bytes=12 << 20,
+    )  # fmt: skip
+    right = [
+        "Max cpu time              2                    2                    seconds",
+        "Max file size             8388608              8388608              bytes",
+        "Max processes             64                   64                   processes",
+        "Max open files            64                   64                   files",
+        "Max address space         536870912            536870912            bytes",
+    ]
+    assert selftest._limit_problems("\n".join(right), limits) == []
+    doubled = [line.replace("8388608", "16777216") for line in right]  # 1 KiB blocks for -f
+    assert selftest._limit_problems("\n".join(doubled), limits) == [
+        "RLIMIT file size is ('16777216', '16777216'), not 8388608"
+    ]
+    assert selftest._limit_problems("\n".join(right[1:]), limits) == [
+        "RLIMIT cpu time is missing, not 2"
+    ]
+
+
 async def test_without_a_usable_sandbox_commands_fail_closed(sandbox_root: Path) -> None:
     settings = make_settings(sandbox_root / "closed", TOOLS_USE_BWRAP=False)
     async with running_server(settings) as running:
@@ -364,9 +407,32 @@ async def test_concurrent_executions_do_not_interfere(tools: Running) -> None:
     assert [list(r.stdout_logs) for r in replies] == [[str(i)] for i in range(8)]
 
 
+async def test_a_burst_beyond_the_warm_pool_gives_each_command_its_own_sandbox(
+    tools: Running,
+) -> None:
+    """More commands at once than sandboxes kept ready, so later ones wait for a refill in
+    flight or start their own (warm.WarmPool.take): each still gets a fresh, empty /work
+    and its own namespaces, and none fails."""
+    twin = "twin-sentinel"
+    await tools.run(twin, "command_exec", "true")  # the twin now has sandboxes being set up
+    replies = await asyncio.gather(
+        *(
+            tools.run(twin, "command_exec", f"ls -A /work | wc -l; echo {i} > f; cat f; echo $$")
+            for i in range(12)
+        )
+    )
+    assert [r.exit_code for r in replies] == [0] * 12, [r.message for r in replies]
+    assert [list(r.stdout_logs)[:2] for r in replies] == [["0", str(i)] for i in range(12)]
+    assert len({r.execution_id for r in replies}) == 12
+    # $$ is the shell's pid in its own pid namespace: the same small number in every one
+    assert len({r.stdout_logs[2] for r in replies}) == 1
+
+
 async def test_exec_dirs_are_removed_after_the_run(tools: Running) -> None:
+    """Removed once the reply is out (runtime._remove_later), not before it."""
     response = await tools.run("twin-aegis", "command_exec", "echo x > kept")
     assert response.success
+    await tools.tools.executor.runtime.removals_done()
     assert not (tools.settings.sandbox_dir / "twin-aegis" / response.execution_id).exists()
 
 

@@ -16,8 +16,9 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,7 @@ MAX_LINES = 200
 MAX_BYTES = 32 * 1024
 DRAIN_TIMEOUT_S = 2.0
 _CHUNK = 64 * 1024
+_EXIT_POLL_S = 0.01
 
 
 @dataclass
@@ -83,54 +85,147 @@ class RunOutcome:
         return None
 
 
-@dataclass
 class Started:
-    """A spawned process whose output is being captured; ``finish`` waits for its end."""
+    """A spawned process whose output is being captured; ``finish`` waits for its end.
 
-    proc: asyncio.subprocess.Process
-    stdout: Captured
-    stderr: Captured
-    readers: list[asyncio.Task[None]]
-    limited: asyncio.Event
+    The event loop's epoll drives everything: both output pipes and a pidfd for the
+    exit. asyncio's subprocess support on Python 3.11 starts a thread per process to
+    wait for it (ThreadedChildWatcher) and a task per stream; each costs CPU and a
+    hand-off between threads on the path from the command's exit to the reply.
+    """
+
+    def __init__(self, proc: subprocess.Popen[bytes], out_r: int, err_r: int, kill_bytes: int):
+        self.proc = proc
+        self.stdout = Captured()
+        self.stderr = Captured()
+        self.limited = False
+        self._kill_bytes = kill_bytes
+        self._loop = asyncio.get_running_loop()
+        self._pipes: dict[int, Captured] = {out_r: self.stdout, err_r: self.stderr}
+        self._changed: asyncio.Future[None] | None = None
+        self._pidfd: int | None = None
+        self._poller: asyncio.TimerHandle | None = None
+        for fd in self._pipes:
+            os.set_blocking(fd, False)
+            self._loop.add_reader(fd, self._on_output, fd)
+        try:
+            self._pidfd = os.pidfd_open(proc.pid)
+        except OSError:  # Linux < 5.3, or pidfd_open filtered: poll for the exit instead
+            self._poller = self._loop.call_later(_EXIT_POLL_S, self._poll_exit)
+        else:
+            self._loop.add_reader(self._pidfd, self._on_exit)
 
     @property
     def alive(self) -> bool:
         return self.proc.returncode is None
 
-    async def send(self, data: bytes) -> None:
-        """Write ``data`` to the process's stdin (spawned with ``stdin_pipe``) and close it."""
-        stdin = self.proc.stdin
-        assert stdin is not None, "spawned without stdin_pipe"  # noqa: S101 - narrowing
-        stdin.write(data)
+    @property
+    def drained(self) -> bool:
+        """Both output pipes are at EOF (or closed by us)."""
+        return not self._pipes
+
+    async def until(self, condition: Callable[[], bool], timeout_s: float) -> bool:
+        """Wait until ``condition()`` holds (True) or ``timeout_s`` has passed (False)."""
+        deadline = self._loop.time() + timeout_s
+        while not condition():
+            remaining = deadline - self._loop.time()
+            if remaining <= 0:
+                return False
+            self._changed = self._loop.create_future()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._changed
+            except TimeoutError:
+                return condition()
+            finally:
+                self._changed = None
+        return True
+
+    def close_pipes(self) -> None:
+        """Stop reading: closing our ends also ends a writer that outlived the process."""
+        for fd in list(self._pipes):
+            self._close_pipe(fd)
+
+    def close(self) -> None:
+        """Release every descriptor and callback; safe to repeat."""
+        self.close_pipes()
+        self._stop_watching_exit()
+
+    def _on_output(self, fd: int) -> None:
         try:
-            await stdin.drain()
-        finally:
-            stdin.close()
+            chunk = os.read(fd, _CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        sink = self._pipes[fd]
+        if chunk:
+            sink.add(chunk)
+            if sink.total <= self._kill_bytes:
+                return
+            self.limited = True
+        self._close_pipe(fd)  # EOF, or past the kill limit: read no more of it
+        self._wake()
+
+    def _on_exit(self) -> None:
+        self._stop_watching_exit()
+        self.proc.poll()  # reaps it: waitpid(WNOHANG) once the pidfd is readable
+        self._wake()
+
+    def _poll_exit(self) -> None:
+        self._poller = None
+        if self.proc.poll() is None:
+            self._poller = self._loop.call_later(_EXIT_POLL_S, self._poll_exit)
+        else:
+            self._wake()
+
+    def _stop_watching_exit(self) -> None:
+        if self._pidfd is not None:
+            self._loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
+        if self._poller is not None:
+            self._poller.cancel()
+            self._poller = None
+
+    def _close_pipe(self, fd: int) -> None:
+        self._loop.remove_reader(fd)
+        os.close(fd)
+        del self._pipes[fd]
+
+    def _wake(self) -> None:
+        if self._changed is not None and not self._changed.done():
+            self._changed.set_result(None)
 
 
-async def start(spec: SpawnSpec, *, kill_bytes: int, stdin_pipe: bool = False) -> Started:
-    """Spawn ``spec`` (vfork-safe, see the module doc) and start capturing its output."""
-    proc = await asyncio.create_subprocess_exec(
-        *spec.argv,
-        stdin=asyncio.subprocess.PIPE if stdin_pipe else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=spec.env,
-        cwd=spec.cwd,
-        start_new_session=True,
-        close_fds=True,
-        pass_fds=spec.pass_fds,
-        umask=0o077,
-    )
-    out, err = Captured(), Captured()
-    limited = asyncio.Event()
-    assert proc.stdout is not None  # noqa: S101 - narrowing: PIPE above
-    assert proc.stderr is not None  # noqa: S101 - narrowing: PIPE above
-    readers = [
-        asyncio.create_task(_pump(proc.stdout, out, kill_bytes, limited)),
-        asyncio.create_task(_pump(proc.stderr, err, kill_bytes, limited)),
-    ]
-    return Started(proc, out, err, readers, limited)
+def start(spec: SpawnSpec, *, kill_bytes: int, stdin: int | None = None) -> Started:
+    """Spawn ``spec`` and start capturing its output (from the running event loop);
+    ``stdin`` is a descriptor for the child's stdin (the caller keeps and closes it),
+    else /dev/null. Popen blocks only until the vfork()ed child has exec'd (see the
+    module doc), as inside asyncio's own subprocess support."""
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        proc = subprocess.Popen(  # noqa: S603 - an argv built by sandbox.py, never a shell
+            spec.argv,
+            stdin=subprocess.DEVNULL if stdin is None else stdin,
+            stdout=out_w,
+            stderr=err_w,
+            env=spec.env,
+            cwd=spec.cwd,
+            start_new_session=True,
+            close_fds=True,
+            pass_fds=spec.pass_fds,
+            umask=0o077,
+        )
+    except BaseException:
+        os.close(out_r)
+        os.close(err_r)
+        raise
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+    return Started(proc, out_r, err_r, kill_bytes)
 
 
 async def finish(
@@ -142,26 +237,18 @@ async def finish(
     ahead of time (warm.py) is when its command was handed over.
     """
     began = time.monotonic()
-    proc, readers, limited = started.proc, started.readers, started.limited
-    # proc.wait() returns only once the pipes close too, which a grandchild can delay;
-    # _exited notices the exit itself.
-    waiter = asyncio.create_task(proc.wait())
-    exited = asyncio.create_task(_exited(proc))
-    limit_hit = asyncio.create_task(limited.wait())
+    proc = started.proc
     timed_out = False
     try:
-        done, _ = await asyncio.wait(
-            {waiter, exited, limit_hit}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
-        )
-        if proc.returncode is None:
-            timed_out = limit_hit not in done
+        await started.until(lambda: not started.alive or started.limited, timeout_s)
+        if started.alive:
+            timed_out = not started.limited
             _kill_group(proc.pid)
         # Grandchildren may hold the pipes open (fallback mode has no PID namespace).
-        _, pending = await asyncio.wait(readers, timeout=DRAIN_TIMEOUT_S)
-        if pending:
+        if not await started.until(lambda: started.drained, DRAIN_TIMEOUT_S):
             _kill_group(proc.pid)
     finally:
-        await discard(started, waiter=waiter, extra=(exited, limit_hit))
+        await discard(started)
     status = _read_status(status_read_fd) if status_read_fd is not None else []
     returncode = proc.returncode if proc.returncode is not None else -signal.SIGKILL
     return RunOutcome(
@@ -169,30 +256,19 @@ async def finish(
         stdout=started.stdout,
         stderr=started.stderr,
         timed_out=timed_out,
-        output_limited=limited.is_set(),
+        output_limited=started.limited,
         duration_s=time.monotonic() - began,
         status_lines=status,
     )
 
 
-async def discard(
-    started: Started,
-    *,
-    waiter: asyncio.Task[int] | None = None,
-    extra: tuple[asyncio.Task[object], ...] = (),
-) -> None:
+async def discard(started: Started) -> None:
     """Kill what is left of the process group, close the pipes and reap; safe to repeat."""
-    proc = started.proc
-    for task in (*started.readers, *extra):
-        task.cancel()
-    if proc.returncode is None:
-        _kill_group(proc.pid)
-    # Closing the transport closes pipes a setsid'd grandchild may still hold.
-    transport = getattr(proc, "_transport", None)
-    if transport is not None:
-        transport.close()
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(waiter or proc.wait(), DRAIN_TIMEOUT_S)
+    if started.alive:
+        _kill_group(started.proc.pid)
+    started.close_pipes()
+    await started.until(lambda: not started.alive, DRAIN_TIMEOUT_S)
+    started.close()
 
 
 async def run(
@@ -203,24 +279,8 @@ async def run(
     status_read_fd: int | None = None,
 ) -> RunOutcome:
     """Spawn and finish: one command from start to end."""
-    started = await start(spec, kill_bytes=kill_bytes)
+    started = start(spec, kill_bytes=kill_bytes)
     return await finish(started, timeout_s=timeout_s, status_read_fd=status_read_fd)
-
-
-async def _exited(proc: asyncio.subprocess.Process) -> None:
-    # asyncio exposes no exit event apart from wait(), which also waits for the pipes.
-    while proc.returncode is None:  # noqa: ASYNC110 - see the comment above
-        await asyncio.sleep(0.05)
-
-
-async def _pump(
-    stream: asyncio.StreamReader, sink: Captured, kill_bytes: int, limited: asyncio.Event
-) -> None:
-    while chunk := await stream.read(_CHUNK):
-        sink.add(chunk)
-        if sink.total > kill_bytes:
-            limited.set()
-            return
 
 
 def _kill_group(pgid: int) -> None:

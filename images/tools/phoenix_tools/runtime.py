@@ -10,11 +10,10 @@ command's via ``--json-status-fd``.
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
 import re
 import shutil
-import sys
+import socket
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -65,9 +64,10 @@ class SandboxRuntime:
             settings.sandbox_gid if self.drop_privileges else None,
         )
         self.seccomp_filter = seccomp.build_filter() if seccomp.supported() else None
-        # The interpreter of the sandbox's launcher (warm.py); None runs commands directly.
-        self.python = sandbox_python(settings.sandbox_python)
+        # The shell of the sandbox's launcher (warm.py); None runs commands directly.
+        self.shell = sandbox_shell(settings.sandbox_shell)
         self.pool: warm.WarmPool | None = None
+        self._removals: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(settings.max_concurrent)
         self.limits = Limits(
             as_bytes=settings.rlimit_as_mb * 1024 * 1024,
@@ -79,14 +79,22 @@ class SandboxRuntime:
         )
 
     def _spawn_spec(
-        self, argv: Sequence[str], env: dict[str, str], cwd: Path | None, fds: tuple[int, ...]
+        self,
+        argv: Sequence[str],
+        env: dict[str, str],
+        cwd: Path | None,
+        fds: tuple[int, ...],
+        *,
+        set_limits: bool = True,
     ) -> runner.SpawnSpec:
         """Privilege drop (setpriv, when the service is root) + rlimits + argv.
 
-        Without setpriv a root service cannot drop privileges without forking
-        itself (runner's docstring), so it refuses rather than run commands as root.
+        ``set_limits=False`` leaves out choom and prlimit, for a chain whose own last step
+        (the launcher, warm.py) sets the same limits before the command runs: two execs
+        fewer per sandbox. Without setpriv a root service cannot drop privileges without
+        forking itself (runner's docstring), so it refuses rather than run commands as root.
         """
-        limits = sandbox.limit_prefix(self.limits, self.choom, self.prlimit)
+        limits = sandbox.limit_prefix(self.limits, self.choom, self.prlimit) if set_limits else []
         uid, gid = self.owner.uid, self.owner.gid
         if self.setpriv is None:
             if uid is None:
@@ -135,7 +143,7 @@ class SandboxRuntime:
 
     def enable_warm_pool(self) -> None:
         """Keep sandboxes ready ahead of commands (bwrap mode, with a working launcher)."""
-        if self.python is None or self.settings.warm_sandboxes == 0 or self.pool is not None:
+        if self.shell is None or self.settings.warm_sandboxes == 0 or self.pool is not None:
             return
         self.pool = warm.WarmPool(
             self._start_sandbox,
@@ -145,9 +153,23 @@ class SandboxRuntime:
         )
 
     async def close(self) -> None:
-        """Stop and remove the sandboxes kept ready."""
+        """Stop and remove the sandboxes kept ready; finish removing execution directories."""
         if self.pool is not None:
             await self.pool.close()
+        await self.removals_done()
+
+    async def removals_done(self) -> None:
+        """Wait until the execution directories of finished commands are gone."""
+        while self._removals:
+            await asyncio.gather(*list(self._removals), return_exceptions=True)
+
+    def _remove_later(self, exec_dir: Path) -> None:
+        """Remove a finished command's directory after its reply, in a thread: an ``rmdir``
+        costs 1-3 ms on an ext4 mounted with ``discard`` (it trims the freed block), time
+        the caller need not wait for. The next command gets a new directory regardless."""
+        task = asyncio.ensure_future(asyncio.to_thread(workdir.remove_exec_dir, exec_dir))
+        self._removals.add(task)
+        task.add_done_callback(self._removals.discard)
 
     async def _run_bwrap(
         self, twin_id: str, execution_id: str, argv: Sequence[str], timeout_s: float | None
@@ -156,7 +178,7 @@ class SandboxRuntime:
             box = await self.pool.take(twin_id, execution_id)
         else:
             box = await self._start_sandbox(
-                twin_id, execution_id, command=argv if self.python is None else None
+                twin_id, execution_id, command=argv if self.shell is None else None
             )
         exec_dir = box.exec_dir
         try:
@@ -168,12 +190,17 @@ class SandboxRuntime:
                 timeout_s=timeout_s or self.settings.exec_timeout_s,
                 status_read_fd=box.status_r,
             )
-            report = box.report()
+            dispatched = box.dispatched()
         finally:
             box.close_fds()
             if not self.settings.keep_exec_dirs:
-                await asyncio.to_thread(workdir.remove_exec_dir, exec_dir)
-        return self._result(outcome, argv, bwrap=True, timeout_s=timeout_s, report=report)
+                self._remove_later(exec_dir)
+            if self.pool is not None:
+                self.pool.refill_soon(twin_id)
+        launched = box.channel is not None
+        return self._result(
+            outcome, argv, bwrap=True, timeout_s=timeout_s, launched=launched, dispatched=dispatched
+        )
 
     async def _start_sandbox(
         self, twin_id: str, name: str, command: Sequence[str] | None = None
@@ -184,20 +211,20 @@ class SandboxRuntime:
         layout = SandboxLayout(exec_dir, self.workspace(twin_id), self.etc_dir)
         # Each descriptor is closed exactly once, unsuppressed: a second close of the same
         # number can close whatever reused it (gRPC's epoll fd, say). The child's ends are
-        # closed here once it has its copies; the read ends go to the Sandbox.
+        # closed here once it has its copies; ours go to the Sandbox.
         child_ends: list[int] = []
         ours: list[int] = []
+        channel: socket.socket | None = None
+        launcher_end: socket.socket | None = None
         try:
             status_r, status_w = os.pipe()
             ours.append(status_r)
             child_ends.append(status_w)
-            report_r: int | None = None
             if command is None:
-                assert self.python is not None  # noqa: S101 - narrowing: set by prepare()
-                report_r, report_w = os.pipe()
-                ours.append(report_r)
-                child_ends.append(report_w)
-                command = warm.launcher_argv(self.python, report_w)
+                assert self.shell is not None  # noqa: S101 - narrowing: checked by the caller
+                channel, launcher_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+                channel.setblocking(False)
+                command = warm.launcher_argv(self.shell, self.limits)
             seccomp_fd: int | None = None
             if self.seccomp_filter is not None:
                 seccomp_fd = os.memfd_create("phoenix-seccomp")
@@ -212,19 +239,27 @@ class SandboxRuntime:
                 seccomp_fd=seccomp_fd,
                 status_fd=status_w,
             )
-            spec = self._spawn_spec(cmd, {}, None, tuple(child_ends))
-            started = await runner.start(
-                spec, kill_bytes=self.settings.output_kill_bytes, stdin_pipe=report_r is not None
+            spec = self._spawn_spec(
+                cmd, {}, None, tuple(child_ends), set_limits=launcher_end is None
+            )
+            started = runner.start(
+                spec,
+                kill_bytes=self.settings.output_kill_bytes,
+                stdin=None if launcher_end is None else launcher_end.fileno(),
             )
         except BaseException:
             for fd in ours:
                 os.close(fd)
+            if channel is not None:
+                channel.close()
             await asyncio.to_thread(workdir.remove_exec_dir, exec_dir)
             raise
         finally:
             for fd in child_ends:
                 os.close(fd)
-        return warm.Sandbox(started, exec_dir, status_r, report_r)
+            if launcher_end is not None:
+                launcher_end.close()
+        return warm.Sandbox(started, exec_dir, status_r, channel)
 
     async def _run_fallback(
         self, exec_dir: Path, argv: Sequence[str], timeout_s: float | None
@@ -244,7 +279,8 @@ class SandboxRuntime:
         *,
         bwrap: bool,
         timeout_s: float | None,
-        report: warm.ExecReport | None = None,
+        launched: bool = False,
+        dispatched: bool = True,
     ) -> ExecResult:
         stdout, out_cut = outcome.stdout.lines()
         stderr, err_cut = outcome.stderr.lines()
@@ -281,10 +317,11 @@ class SandboxRuntime:
             return replace(base, exit_code=code or 1, message=message, outcome="output_limit")
         if bwrap:
             reported = outcome.bwrap_exit_code
-            if report is not None and not report.dispatched:
+            if not dispatched:
                 return _setup_failure(base, shown)
-            if report is not None and report.errno is not None:
-                return _exec_failure(base, argv[0] if argv else "", report.errno)
+            failed = warm.exec_failure(bytes(outcome.stderr.head)) if launched else None
+            if failed is not None and reported in (126, 127):
+                return _not_executed(base, *failed, missing=reported == 127)
             if reported is None:
                 return _bwrap_failure(base, bytes(outcome.stderr.head), shown)
             code = reported
@@ -299,11 +336,6 @@ class SandboxRuntime:
             message=message,
             outcome="completed" if code == 0 else "failed",
         )
-
-
-def _exec_failure(base: ExecResult, program: str, error: int) -> ExecResult:
-    """The launcher could not exec the command: the original's 127 / 126 replies."""
-    return _not_executed(base, program, os.strerror(error), missing=error == errno.ENOENT)
 
 
 def _not_executed(base: ExecResult, program: str, why: str, *, missing: bool) -> ExecResult:
@@ -348,16 +380,11 @@ def _truncation_note(outcome: runner.RunOutcome, out_cut: bool, err_cut: bool) -
     return f"; output truncated to {limits}: {', '.join(parts)}"
 
 
-def sandbox_python(configured: Path | None) -> str | None:
-    """An interpreter the sandbox can run (it sees only /usr): the configured one, else this
-    process's own base interpreter, else the system's; None if none lives under /usr."""
-    candidates = (
-        [str(configured)]
-        if configured is not None
-        else [os.path.realpath(sys.executable), "/usr/bin/python3", "/usr/local/bin/python3"]
-    )
-    for candidate in candidates:
-        real = os.path.realpath(candidate)
-        if real.startswith("/usr/") and os.access(real, os.X_OK):
-            return real
+def sandbox_shell(configured: Path | None) -> str | None:
+    """A POSIX shell the sandbox can run (it sees only /usr): the configured one, else the
+    system's /bin/sh; None if it does not live under /usr."""
+    candidate = str(configured) if configured is not None else "/bin/sh"
+    real = os.path.realpath(candidate)
+    if real.startswith("/usr/") and os.access(real, os.X_OK):
+        return real
     return None

@@ -17,21 +17,28 @@ import re
 
 from phoenix_common.errors import PhoenixError
 from phoenix_tools.runtime import SandboxRuntime
-from phoenix_tools.sandbox import SandboxMode
+from phoenix_tools.sandbox import Limits, SandboxMode
 
 logger = logging.getLogger(__name__)
 SELFTEST_TWIN = "phoenix-selftest"
 PROBE = (
     "grep -E '^(Uid|CapEff|NoNewPrivs):' /proc/self/status; "
+    "grep -E '^Max (cpu time|file size|processes|open files|address space) ' /proc/self/limits; "
     "echo environ=$(wc -c < /proc/1/environ); "
     "echo netdevs=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\\n' ,)"
 )
 
 
-def check_probe(lines: list[str]) -> list[str]:
-    """Problems found in the probe's output; empty means the sandbox is as designed."""
+def check_probe(lines: list[str], limits: Limits | None = None) -> list[str]:
+    """Problems found in the probe's output; empty means the sandbox is as designed.
+
+    With ``limits``, the command's rlimits must be exactly those (soft and hard): whichever
+    step set them (the launcher's ulimit or prlimit), a shell that counts in other units
+    or lacks a limit is caught here rather than running commands with the wrong ones."""
     text = "\n".join(lines)
     problems = []
+    if limits is not None:
+        problems += _limit_problems(text, limits)
     if not re.search(r"^CapEff:\s*0+$", text, re.MULTILINE):
         problems.append("capabilities are not all dropped (CapEff != 0)")
     if not re.search(r"^NoNewPrivs:\s*1$", text, re.MULTILINE):
@@ -53,10 +60,10 @@ async def run_selftest(runtime: SandboxRuntime) -> tuple[SandboxMode, str]:  # n
     reason = "TOOLS_USE_BWRAP is off"
     if settings.use_bwrap:
         problem = await _probe_bwrap(runtime)
-        if problem is not None and runtime.python is not None:
+        if problem is not None and runtime.shell is not None:
             # The launcher (warm.py) is an optimisation: without it, bwrap runs commands itself.
             logger.warning("sandbox launcher unusable", extra={"reason": problem})
-            runtime.python = None
+            runtime.shell = None
             problem = await _probe_bwrap(runtime)
         if problem is None:
             runtime.enable_warm_pool()
@@ -97,8 +104,25 @@ async def _probe_bwrap(runtime: SandboxRuntime) -> str | None:
         return str(err)
     if probe.exit_code != 0:
         return f"probe exited {probe.exit_code}: {' | '.join(probe.stderr)[:500]}"
-    problems = check_probe(probe.stdout)
+    problems = check_probe(probe.stdout, runtime.limits)
     return "; ".join(problems) if problems else None
+
+
+def _limit_problems(text: str, limits: Limits) -> list[str]:
+    expected = {
+        "cpu time": limits.cpu_seconds,
+        "file size": limits.fsize_bytes // 512 * 512,
+        "processes": limits.nproc,
+        "open files": limits.nofile,
+        "address space": limits.as_bytes // 1024 * 1024,
+    }
+    problems = []
+    for name, want in expected.items():
+        found = re.search(rf"^Max {name}\s+(\S+)\s+(\S+)", text, re.MULTILINE)
+        got = (found.group(1), found.group(2)) if found else None
+        if got != (str(want), str(want)):
+            problems.append(f"RLIMIT {name} is {got or 'missing'}, not {want}")
+    return problems
 
 
 def _set(runtime: SandboxRuntime, mode: SandboxMode, reason: str) -> tuple[SandboxMode, str]:

@@ -98,12 +98,12 @@ class ToolsSettings(CommonSettings):
     )
     warm_twins: int = Field(4, ge=1, le=64, validation_alias="TOOLS_WARM_TWINS")
     warm_max_age_s: float = Field(600.0, gt=0, validation_alias="TOOLS_WARM_MAX_AGE_SECONDS")
-    sandbox_python: Path | None = Field(
+    sandbox_shell: Path | None = Field(
         None,
-        validation_alias="TOOLS_SANDBOX_PYTHON",
-        description="Interpreter of the sandbox's launcher; must live under /usr (the only "
-        "host tree in the sandbox). Default: the service's own base interpreter, else "
-        "/usr/bin/python3. None found: commands run without a launcher (no warm sandboxes).",
+        validation_alias="TOOLS_SANDBOX_SHELL",
+        description="POSIX shell of the sandbox's launcher; must live under /usr (the only "
+        "host tree in the sandbox). Default: /bin/sh. Not under /usr, or failing the "
+        "self-test: commands run without a launcher (no warm sandboxes).",
     )
 
     @field_validator("memory_grpc_addr")
