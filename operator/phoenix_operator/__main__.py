@@ -16,7 +16,7 @@ import logging
 import kopf
 
 from phoenix_common import logging as phoenix_logging
-from phoenix_operator import handlers, kopf_barrier
+from phoenix_operator import handlers, kopf_barrier, kopf_bodies
 from phoenix_operator.settings import OperatorSettings
 
 
@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     # lightkube's HTTP library logs every request at INFO: the write metrics count them.
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     kopf_barrier.install()  # linear start-up over many indexed objects (see the module)
+    kopf_bodies.install()  # no managedFields in what kopf holds (see the module)
     registry = kopf.OperatorRegistry()
     handlers.register(registry, settings)
     liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None

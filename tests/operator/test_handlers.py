@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +54,7 @@ async def test_the_children_index_keeps_a_compact_comparable_record_per_twin() -
     assert key == ("team-a", "alice")
     assert (child.kind, child.name, child.revision) == ("Deployment", "alice-memory", 42)
     assert (child.controller_uid, child.applied_hash) == ("u-1", "abc")
-    kept = json.loads(child.content)
+    kept = child.body()
     assert set(kept) == {"apiVersion", "kind", "metadata", "spec"}  # no status
     assert set(kept["metadata"]) == {
         "name",
