@@ -59,15 +59,24 @@ class TurnCancelled(Exception):
 
 
 class TurnControl:
-    """Lets a streaming caller stop a turn's planning (never a run in progress)."""
+    """Lets a streaming caller stop a turn's planning (never a run in progress).
 
-    def __init__(self) -> None:
+    A turn nobody can stop (a whole reply: its caller holds no control) plans
+    in the request's own task; a cancellable one plans in a task of its own,
+    which ``cancel`` cancels. That task costs the hot path a task and a loop
+    step per message (bench/chat_profile.py), so only streams pay for it.
+    """
+
+    def __init__(self, *, cancellable: bool = True) -> None:
         self.cancelled = False
+        self._cancellable = cancellable
         self._planning: asyncio.Future[object] | None = None
 
     async def planning(self, work: Awaitable[T]) -> T:
         if self.cancelled:
             raise TurnCancelled
+        if not self._cancellable:
+            return await work
         task: asyncio.Future[T] = asyncio.ensure_future(work)
         self._planning = task  # type: ignore[assignment]
         try:
@@ -81,6 +90,8 @@ class TurnControl:
             self._planning = None
 
     def cancel(self) -> None:
+        if not self._cancellable:
+            raise RuntimeError("this turn's caller cannot stop it")
         self.cancelled = True
         if self._planning is not None:
             self._planning.cancel()
