@@ -43,7 +43,8 @@ class Cycle:
 
 def wrapped() -> tuple[Cycle, RecordingTransport, _HeadWithBody]:
     cycle, transport = Cycle(), RecordingTransport()
-    return cycle, transport, _HeadWithBody(cycle, transport)  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    return cycle, transport, _HeadWithBody(cycle, transport, loop)  # type: ignore[arg-type]
 
 
 async def test_head_and_body_of_one_step_are_one_write() -> None:

@@ -22,9 +22,15 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 class _HeadWithBody:
     """A response cycle's transport: the head waits for the body (at most one loop step)."""
 
-    def __init__(self, cycle: RequestResponseCycle, transport: asyncio.Transport) -> None:
+    def __init__(
+        self,
+        cycle: RequestResponseCycle,
+        transport: asyncio.Transport,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
         self._cycle = cycle
         self._transport = transport
+        self._loop = loop  # asyncio.get_running_loop() costs a getpid() call on Python 3.11
         self._head: bytes | None = None
         self._head_seen = False
         self._flush_later: asyncio.Handle | None = None
@@ -37,7 +43,7 @@ class _HeadWithBody:
             # comes before the response starts and passes straight through).
             self._head_seen = True
             self._head = data
-            self._flush_later = asyncio.get_running_loop().call_soon(self.flush)
+            self._flush_later = self._loop.call_soon(self.flush)
             return
         if self._flush_later is not None:
             self._flush_later.cancel()
@@ -71,7 +77,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self.cycle is not previous:  # a new request (not a WebSocket upgrade)
             # Its task has been created but has not run yet: nothing was written.
-            self.cycle.transport = _HeadWithBody(self.cycle, self.transport)  # type: ignore[assignment]
+            held = _HeadWithBody(self.cycle, self.transport, self.loop)
+            self.cycle.transport = held  # type: ignore[assignment]
 
     def send_400_response(self, msg: str) -> None:
         # Written on the protocol's own transport: a held head must go first.
