@@ -9,6 +9,8 @@ HEAD, and a streamed response whose head arrives before its body exists.
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -39,6 +41,7 @@ class RecordingTransport:
 
 class Cycle:
     response_started = False
+    transport: Any = None
 
 
 def wrapped() -> tuple[Cycle, RecordingTransport, _HeadWithBody]:
@@ -176,3 +179,18 @@ async def test_a_streamed_head_arrives_before_its_body_exists() -> None:
         async with asyncio.timeout(10):
             assert await reader.readuntil(b"0\r\n\r\n") == b"5\r\nline\n\r\n0\r\n\r\n"
         writer.close()
+
+
+async def test_a_finished_cycle_is_freed_without_the_garbage_collector() -> None:
+    cycle, _, wrapper = wrapped()
+    cycle.transport = wrapper  # as the protocol wires them
+    cycle.response_started = True
+    wrapper.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+    wrapper.write(b"ok")
+    gone = weakref.ref(cycle)
+    del cycle, wrapper
+    gc.disable()
+    try:
+        assert gone() is None  # no reference cycle: freed as soon as it is dropped
+    finally:
+        gc.enable()

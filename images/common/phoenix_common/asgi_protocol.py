@@ -28,20 +28,21 @@ class _HeadWithBody:
         transport: asyncio.Transport,
         loop: asyncio.AbstractEventLoop,
     ) -> None:
-        self._cycle = cycle
+        # Dropped once the head is seen: the cycle holds this wrapper, and a reference
+        # back would keep every finished request alive until the garbage collector ran.
+        self._cycle: RequestResponseCycle | None = cycle
         self._transport = transport
         self._loop = loop  # asyncio.get_running_loop() costs a getpid() call on Python 3.11
         self._head: bytes | None = None
-        self._head_seen = False
         self._flush_later: asyncio.Handle | None = None
 
     def write(self, data: bytes) -> None:
         if self._head is not None:
             data, self._head = self._head + data, None
-        elif self._cycle.response_started and not self._head_seen:
+        elif self._cycle is not None and self._cycle.response_started:
             # The first write after http.response.start is the head (a "100 Continue"
             # comes before the response starts and passes straight through).
-            self._head_seen = True
+            self._cycle = None
             self._head = data
             self._flush_later = self._loop.call_soon(self.flush)
             return
