@@ -1,11 +1,12 @@
 """Where a chat message's time goes: py-spy on the gateway and the orchestrator under load.
 
-``python -m bench.chat_profile [MESSAGES]`` starts the same three processes as
+``python -m bench.chat_profile [MESSAGES [DIR]]`` starts the same three processes as
 ``make bench`` (orchestrator, telemetry, gateway), attaches ``py-spy record``
 to the gateway and the orchestrator, sends MESSAGES plain chat messages over
 one WebSocket and prints, per process, its CPU time per message and the
 functions holding the most samples (self and inclusive). Idle time (the event
-loop waiting in epoll) is left out, so percentages are of busy time. Needs
+loop waiting in epoll) is left out, so percentages are of busy time. With DIR,
+py-spy's raw (collapsed-stack) files are kept there, e.g. for a flame graph. Needs
 py-spy (in the dev extra) and root or ptrace rights.
 """
 
@@ -71,6 +72,7 @@ def main(argv: list[str]) -> int:
     from scripts.run_local import LocalStack, Ports, StackConfig
 
     messages = int(argv[0]) if argv else 3000
+    keep = Path(argv[1]) if len(argv) > 1 else None  # where to copy py-spy's raw output
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     workdir = Path(tempfile.mkdtemp(prefix="phoenix-profile-chat-"))
     config = StackConfig(
@@ -123,6 +125,9 @@ def main(argv: list[str]) -> int:
         for name in pids:
             print(f"\n{name}: {cpu[name] / messages * 1000:.3f} ms CPU per message")
             print(summarize(workdir / f"{name}.txt"))
+            if keep is not None:
+                keep.mkdir(parents=True, exist_ok=True)
+                shutil.copy(workdir / f"{name}.txt", keep / f"{name}.txt")
     finally:
         stack.stop_all()
         shutil.rmtree(workdir, ignore_errors=True)

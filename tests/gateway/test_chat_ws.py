@@ -7,9 +7,14 @@ import json
 from typing import Any
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from phoenix_gateway.routes import chat_ws
 from tests.gateway.conftest import KEY_A, KEY_B, Gateway
 
 
@@ -240,3 +245,25 @@ async def test_a_broken_stream_is_an_error_frame_and_the_socket_stays_usable(
     assert garbled[1]["details"].startswith("Orchestrator error: the streamed reply broke off")
     assert cut[1]["details"] == "Orchestrator error: the streamed reply ended without a result"
     assert after["content"] == "I understand you said: 'still here?'."
+
+
+def test_a_frame_is_a_root_span_when_tracing_is_on_and_none_when_it_is_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with chat_ws._frame_span("twin-a") as span:
+        assert span is trace.INVALID_SPAN  # no SDK provider: no span at all
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
+    monkeypatch.setattr(chat_ws, "tracer", provider.get_tracer("phoenix_gateway.chat"))
+    with (
+        provider.get_tracer("t").start_as_current_span("socket"),
+        chat_ws._frame_span("twin-a") as span,
+    ):
+        assert span.is_recording()
+    frame = next(s for s in exporter.get_finished_spans() if s.name == "chat frame")
+    assert frame.parent is None  # its own trace, not the socket's
+    assert frame.kind == trace.SpanKind.SERVER
+    assert frame.attributes is not None
+    assert frame.attributes["phoenix.twin"] == "twin-a"

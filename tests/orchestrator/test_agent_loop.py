@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import httpx
+import pytest
 
+from phoenix_orchestrator.agent.loop import TurnCancelled, TurnControl
 from phoenix_orchestrator.planning import deterministic
 from tests.orchestrator.conftest import (
     FakeLLM,
@@ -188,3 +191,21 @@ async def test_a_planner_failure_after_a_run_keeps_the_result(
     assert "The agent stopped: Orchestrator LLM planning failed" in body["response"]
     assert body["actions_taken"][-1] == "agent_stopped: llm_unavailable"
     assert len(peers.tools.requests) == 1
+
+
+async def test_a_turn_nobody_can_stop_plans_in_its_own_task_and_a_stream_in_another() -> None:
+    async def planning_task() -> asyncio.Task[Any] | None:
+        return asyncio.current_task()
+
+    whole = TurnControl(cancellable=False)
+    assert await whole.planning(planning_task()) is asyncio.current_task()
+    with pytest.raises(RuntimeError):
+        whole.cancel()
+
+    streamed = TurnControl()
+    assert await streamed.planning(planning_task()) is not asyncio.current_task()
+    streamed.cancel()
+    never_planned = planning_task()
+    with pytest.raises(TurnCancelled):
+        await streamed.planning(never_planned)
+    never_planned.close()

@@ -6,11 +6,13 @@ import asyncio
 
 import grpc
 import httpx
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from phoenix_orchestrator.agent import loop
 from phoenix_orchestrator.app import create_app
 from tests.orchestrator.conftest import FakeClock, GrpcPeers, SettingsFactory, serving
 
@@ -163,3 +165,28 @@ async def test_without_a_tracer_provider_nothing_is_traced(
         headers={"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
     )
     assert "traceparent" not in peers.memory.metadata[0]
+
+
+async def test_an_agent_step_is_a_span_of_a_traced_request_only(
+    make_settings: SettingsFactory, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A traced request's step is its child span; an untraced request makes no step span."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    # The loop's tracer, from this provider whether or not the request is traced.
+    monkeypatch.setattr(loop, "tracer", provider.get_tracer("phoenix_orchestrator.agent"))
+    async with serving(create_app(make_settings(), clock=clock)) as client:
+        assert (await chat(client, "hello")).status_code == 200
+    assert exporter.get_finished_spans() == ()
+    traced = create_app(make_settings(), clock=clock, tracer_provider=provider)
+    async with serving(traced) as client:
+        assert (await chat(client, "hello")).status_code == 200
+    step, server = exporter.get_finished_spans()
+    assert (step.name, server.kind) == ("agent step", SpanKind.SERVER)
+    assert step.attributes is not None
+    assert step.attributes["phoenix.agent.step"] == 1
+    assert step.attributes["phoenix.agent.outcome"] == "respond"
+    assert step.parent is not None
+    assert server.context is not None
+    assert step.parent.span_id == server.context.span_id

@@ -6,21 +6,24 @@ processor (an in-memory exporter) instead. W3C trace context is the propagator,
 so a trace started at the gateway continues through the orchestrator into the
 memory and tools services.
 
-With neither, no SDK provider is installed: the API's no-op tracer is left in
-place, spans cost nothing, and FastAPI's native telemetry stays off. Recording
+With neither, no SDK provider is installed (the SDK is not even imported): the
+API's no-op tracer is left in place, spans cost nothing, and FastAPI's native
+telemetry stays off. Recording
 spans that no processor would ever export cost the chat path a measurable share
 of its time (bench/chat.py) for nothing.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from opentelemetry import trace
-from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from phoenix_common import __version__
 from phoenix_common.settings import CommonSettings
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
 
 def configure_tracing(
@@ -32,6 +35,16 @@ def configure_tracing(
     """Create and install the process's TracerProvider; None when there is nowhere to send spans."""
     if not settings.otlp_endpoint and extra_processor is None:
         return None
+    # The SDK (and psutil, which its resource detection imports) loads only when spans
+    # are exported: about 2 MiB of RSS every untraced process would carry for nothing.
+    from opentelemetry.sdk.resources import (  # noqa: PLC0415 - see above
+        SERVICE_NAME,
+        SERVICE_VERSION,
+        Resource,
+    )
+    from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415 - see above
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: PLC0415 - see above
+
     resource = Resource.create(
         {
             SERVICE_NAME: settings.service_name or f"phoenix-{component}",

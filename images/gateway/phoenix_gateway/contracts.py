@@ -10,14 +10,9 @@ the session); the original UI never sends it and decides with chat messages.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat()
 
 
 class ChatFrame(BaseModel):
@@ -28,7 +23,7 @@ class ChatFrame(BaseModel):
     session_id: str = Field(min_length=1, max_length=200)
     user_id: str = Field(min_length=1, max_length=200)
     message: str
-    timestamp: str = Field(default_factory=_now_iso)
+    timestamp: str | None = None  # the client's clock, as the original sends it; not used
     namespace: str | None = Field(None, max_length=64)
 
 

@@ -75,12 +75,14 @@ class _Connection(asyncio.Protocol):
         self._done: asyncio.Future[None] | None = None
         self._queue: asyncio.Queue[bytes | None] | None = None
         self._paused = False
+        # Made in the loop that uses it; asyncio.get_running_loop() costs a getpid() on 3.11.
+        self._loop = asyncio.get_running_loop()
 
     # -- driving one exchange ------------------------------------------------------
 
     def send(self, data: bytes, *, streaming: bool) -> None:
         assert self.transport is not None  # noqa: S101 - narrowing: set on connect
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         self._headers, self._chunks, self._size = [], [], 0
         self._headers_done = self._framed = False
         self._head, self._done = loop.create_future(), loop.create_future()

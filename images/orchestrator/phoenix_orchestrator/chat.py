@@ -92,7 +92,7 @@ class ChatService:
         control: TurnControl | None = None,
     ) -> ChatResponse:
         job_id = str(uuid.uuid4())
-        control = control or TurnControl()
+        control = control or TurnControl(cancellable=False)
         parsed = messages.parse(request.message)
         if parsed is None:
             return await self.loop.start(request, job_id, sink, control)
@@ -203,7 +203,7 @@ class ChatService:
         outcome = await self.decisions.decide(found, decision, job_id)
         return await self.loop.resume(
             found.turn_id, found.request_id, outcome, job_id=job_id, sink=sink,
-            control=control or TurnControl(),
+            control=control or TurnControl(cancellable=False),
         )  # fmt: skip
 
     async def _owned(

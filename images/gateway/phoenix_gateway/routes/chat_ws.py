@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from contextlib import AbstractContextManager, nullcontext
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect, status
 from opentelemetry import context as otel_context
@@ -175,16 +176,26 @@ async def _answer_watching(
     return True
 
 
-async def _answer(
-    websocket: WebSocket, relay: Relay, text: str, user_id: str, *, busy: bool, stream: bool
-) -> None:
-    # Each frame is its own trace (a fresh root, not a child of the long-lived socket).
-    with tracer.start_as_current_span(
+def _frame_span(user_id: str) -> AbstractContextManager[trace.Span]:
+    """The frame's span: its own trace (a fresh root, not a child of the long-lived socket).
+
+    None when tracing is off (no SDK provider installed, see phoenix_common.telemetry):
+    a no-op span still costs a context switch in and out per frame.
+    """
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return nullcontext(trace.INVALID_SPAN)
+    return tracer.start_as_current_span(
         "chat frame",
         context=otel_context.Context(),
         kind=trace.SpanKind.SERVER,
         attributes=span_attributes(twin=user_id, transport="websocket"),
-    ) as span:
+    )
+
+
+async def _answer(
+    websocket: WebSocket, relay: Relay, text: str, user_id: str, *, busy: bool, stream: bool
+) -> None:
+    with _frame_span(user_id) as span:
         try:
             frame = parse_frame(text, user_id)
             if span.is_recording():

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import TypeVar
 
@@ -54,20 +55,41 @@ T = TypeVar("T")
 DEFAULT_NAMESPACE = "default"
 
 
+def _step_span(number: int) -> AbstractContextManager[trace.Span]:
+    """The step's span, a child of the request's; none when the request is not traced.
+
+    A child of a span that does not record would not record either (parent-based
+    sampling), and making one anyway cost an untraced chat message a twelfth of
+    its CPU in the orchestrator (bench/chat_profile.py).
+    """
+    if not trace.get_current_span().is_recording():
+        return nullcontext(trace.INVALID_SPAN)
+    return tracer.start_as_current_span("agent step", attributes={"phoenix.agent.step": number})
+
+
 class TurnCancelled(Exception):
     """The caller went away; the turn stops before its next planning step."""
 
 
 class TurnControl:
-    """Lets a streaming caller stop a turn's planning (never a run in progress)."""
+    """Lets a streaming caller stop a turn's planning (never a run in progress).
 
-    def __init__(self) -> None:
+    A turn nobody can stop (a whole reply: its caller holds no control) plans
+    in the request's own task; a cancellable one plans in a task of its own,
+    which ``cancel`` cancels. That task costs the hot path a task and a loop
+    step per message (bench/chat_profile.py), so only streams pay for it.
+    """
+
+    def __init__(self, *, cancellable: bool = True) -> None:
         self.cancelled = False
+        self._cancellable = cancellable
         self._planning: asyncio.Future[object] | None = None
 
     async def planning(self, work: Awaitable[T]) -> T:
         if self.cancelled:
             raise TurnCancelled
+        if not self._cancellable:
+            return await work
         task: asyncio.Future[T] = asyncio.ensure_future(work)
         self._planning = task  # type: ignore[assignment]
         try:
@@ -81,6 +103,8 @@ class TurnControl:
             self._planning = None
 
     def cancel(self) -> None:
+        if not self._cancellable:
+            raise RuntimeError("this turn's caller cannot stop it")
         self.cancelled = True
         if self._planning is not None:
             self._planning.cancel()
@@ -203,9 +227,7 @@ class AgentLoop:
         """Act on one plan: (the turn now, whether it is stored, "next"|"pause"|"end")."""
         number = turn.step_count + 1
         action = plan.action
-        with tracer.start_as_current_span(
-            "agent step", attributes={"phoenix.agent.step": number}
-        ) as span:
+        with _step_span(number) as span:
             if not isinstance(action, ActionMemory | ActionTool):
                 self._metrics.agent_steps.labels(outcome="respond").inc()
                 span.set_attribute("phoenix.agent.outcome", "respond")
