@@ -21,6 +21,7 @@ from typing import Any
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from phoenix_common.stubs import memory_pb2, memory_pb2_grpc
 from phoenix_orchestrator.app import create_app
@@ -108,8 +109,28 @@ def memory_process(
 
 
 async def commit_when_ready(address: str, process: subprocess.Popen[bytes], content: str) -> str:
-    """Commit one memory once the service answers (polled with a deadline); its id."""
+    """Commit one memory once the service reports SERVING; its id.
+
+    Readiness is the gRPC health check, polled for as long as a busy CI machine needs to
+    start the process; the commit itself is sent once (it is not idempotent), with a deadline
+    that leaves room for the first embedding under load."""
     async with grpc.aio.insecure_channel(address.removeprefix("http://")) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 180
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"phoenix-memory exited with status {process.returncode}")
+            try:
+                reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    break
+            except grpc.aio.AioRpcError as err:
+                if loop.time() > deadline:
+                    raise AssertionError("phoenix-memory never became SERVING") from err
+            if loop.time() > deadline:
+                pytest.fail("phoenix-memory never became SERVING")
+            await asyncio.sleep(0.2)
         stub = memory_pb2_grpc.MemoryServiceStub(channel)  # type: ignore[no-untyped-call]
         request = memory_pb2.CommitMemoryRequest(
             content=content,
@@ -118,19 +139,9 @@ async def commit_when_ready(address: str, process: subprocess.Popen[bytes], cont
             memory_type="Semantic",
             risk_level="Low",
         )
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 30
-        while True:
-            try:
-                reply = await stub.CommitMemory(request, timeout=5)
-                memory_id: str = reply.memory_id
-                return memory_id
-            except grpc.aio.AioRpcError as err:
-                if process.poll() is not None:
-                    pytest.fail(f"phoenix-memory exited with status {process.returncode}")
-                if err.code() != grpc.StatusCode.UNAVAILABLE or loop.time() > deadline:
-                    raise
-                await asyncio.sleep(0.2)
+        committed = await stub.CommitMemory(request, timeout=60)
+        memory_id: str = committed.memory_id
+        return memory_id
 
 
 async def test_approved_memory_query_returns_real_memory_ids(
@@ -140,7 +151,8 @@ async def test_approved_memory_query_returns_real_memory_ids(
 ) -> None:
     memory_addr, process = memory_process
     memory_id = await commit_when_ready(memory_addr, process, "the vault code is 1234")
-    settings = make_settings(memory_grpc_addr=memory_addr)
+    # The answer, not the deadline, is under test: a loaded CI machine gets a minute.
+    settings = make_settings(memory_grpc_addr=memory_addr, memory_rpc_timeout_seconds=60)
     async with serving(create_app(settings, clock=clock)) as client:
         asked = (
             await client.post("/chat", json={"message": "search the vault code", **SESSION})
