@@ -2,9 +2,10 @@
 
 The client comes from ``phoenix_common.qdrant.connect``, the builder the
 operator uses too. QueryMemory's two calls (search and exact count) speak the
-client's own gRPC stub directly, on the same channel (API key included): the
-client's pydantic layer converted every request and scored point twice over,
-~2 ms of CPU per query (bench/memory_query.py). Everything else uses the client.
+client's own gRPC stub directly, on the same channel (API key included): through
+the client they cost 2.7-3.6 and 1.2-1.6 ms of CPU per call on the loaded bench
+machine, mostly its pydantic conversions of the request and of every scored
+point (py-spy). Everything else uses the client.
 
 Tests run this backend against the real Qdrant server binary
 (tests/memory/qdrant_server.py), not qdrant-client's local mode, which ignores
