@@ -7,8 +7,9 @@
    after queries and commits over gRPC, run as the image runs it (its env): on a
    Qdrant server (the cluster's configuration; the real binary, QDRANT_BIN), and
    on Qdrant Edge, where the engine and the data are in the process too.
-3. QueryMemory p50 over gRPC against embed + a direct search on the same store,
-   with where the time goes (embedding, search, exact count, the rest).
+3. QueryMemory p50/p95 and CPU per query on a real phoenix-memory against embed +
+   a direct query of the same Qdrant server through the same client, in interleaved
+   blocks, with where the time goes (bench/memory_query.py).
 4. Tenancy (bench/memory_tenancy.py): QueryMemory without embedding at N tenants
    x M memories, payload against collection mode, on the embedded engine.
 5. Installed size of the ``memory`` extra against the same with sentence-transformers.
@@ -20,27 +21,21 @@ the issue's goal size; use e.g. 20 and 100 while developing).
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import grpc
-
-from bench import memory_tenancy
+from bench import memory_query, memory_tenancy
 from bench.memory_sizes import installed_mib
 from bench.report import Figure, percentile
 from phoenix_common.naming import TwinRef
-from phoenix_common.stubs import memory_pb2, memory_pb2_grpc
+from phoenix_common.stubs import memory_pb2
 from phoenix_memory.archive import Archive
 from phoenix_memory.embed.batching import BatchingEmbedder
 from phoenix_memory.embed.local import LocalEmbedder
-from phoenix_memory.model import Memory, MemoryFilter
-from phoenix_memory.server import start
+from phoenix_memory.model import Memory
 from phoenix_memory.store.base import MemoryStore
 from phoenix_memory.store.edge import EdgeStore
 from phoenix_memory.store.qdrant_server import QdrantServerStore
@@ -58,8 +53,6 @@ THROUGHPUT_DOCS = 1024
 NAMESPACE = "bench"
 TWIN = TwinRef("bench", "twin")
 RSS_GOAL_MIB = 250.0
-# What the memory image sets (images/memory/Dockerfile): freed activations go back.
-IMAGE_ENV = {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=1048576", "HF_HUB_OFFLINE": "1"}
 
 SUBJECTS = ("The on-call engineer", "A customer", "The build agent", "Security", "The planner")
 EVENTS = (
@@ -169,54 +162,6 @@ async def _fill(archive: Archive, *others: MemoryStore) -> None:
             await store.upsert(scope, points)
 
 
-async def _queries(stub: Any, archive: Archive) -> list[Figure]:
-    scope = archive.scope(NAMESPACE)
-    everything = MemoryFilter()
-    parts = ("grpc", "direct", "embed", "search", "count")
-    samples: dict[str, list[float]] = {part: [] for part in parts}
-    for i in range(QUERIES + 10):  # the first 10 of each warm up
-        text = QUESTIONS[i % len(QUESTIONS)]
-        started = time.perf_counter()
-        reply = await stub.QueryMemory(
-            memory_pb2.QueryMemoryRequest(query=text, namespace=NAMESPACE, top_k=10)
-        )
-        grpc_ms = _ms(started)
-        assert len(reply.results) == 10
-        started = time.perf_counter()
-        (vector,) = await archive.embedder.embed([text])
-        embed_ms = _ms(started)
-        hits = await archive.store.search(scope, vector, everything, 10)
-        direct_ms = _ms(started)
-        assert len(hits) == 10
-        started = time.perf_counter()
-        await archive.store.count(scope, everything)
-        count_ms = _ms(started)
-        if i >= 10:
-            samples["grpc"].append(grpc_ms)
-            samples["direct"].append(direct_ms)
-            samples["embed"].append(embed_ms)
-            samples["search"].append(direct_ms - embed_ms)
-            samples["count"].append(count_ms)
-    p50 = {key: percentile(values, 50) for key, values in samples.items()}
-    rest = p50["grpc"] - p50["embed"] - max(p50["search"], p50["count"])
-    return [
-        Figure(
-            AREA,
-            f"QueryMemory p50, {MEMORIES} memories, edge",
-            p50["grpc"],
-            "ms",
-            baseline=p50["direct"],
-            baseline_name="embed+direct search",
-            goal="<= 1.2x",
-        ),
-        Figure(AREA, "QueryMemory p95 over gRPC", percentile(samples["grpc"], 95), "ms"),
-        Figure(AREA, "  of which: embed p50", p50["embed"], "ms"),
-        Figure(AREA, "  of which: search p50", p50["search"], "ms"),
-        Figure(AREA, "  of which: exact count p50 (beside search)", p50["count"], "ms"),
-        Figure(AREA, "  of which: gRPC, proto, validation (rest)", rest, "ms"),
-    ]
-
-
 def _rss_mib(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(status.split("VmRSS:")[1].split()[0]) / 1024
@@ -224,48 +169,23 @@ def _rss_mib(pid: int) -> float:
 
 async def _service_rss(backend: dict[str, str]) -> float:
     """RSS (MiB) of a real phoenix-memory on the 10,000 memories, after queries and commits."""
-    port = memory_tenancy.free_port()
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("MEMORY_", "QDRANT_", "EMBEDDING_", "TWIN_"))
-    }
-    env |= IMAGE_ENV | backend
-    env |= {
-        "MEMORY_GRPC_HOST": "127.0.0.1",
-        "MEMORY_GRPC_PORT": str(port),
-        "MEMORY_METRICS_PORT": "0",
-        "TWIN_NAMESPACE": TWIN.namespace,
-        "TWIN_NAME": TWIN.name,
-        "PHOENIX_LOG_FORMAT": "text",
-    }
-    binary = Path(sys.executable).with_name("phoenix-memory")
-    process = await asyncio.create_subprocess_exec(
-        str(binary), env=env, stderr=asyncio.subprocess.DEVNULL
-    )
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            await asyncio.wait_for(channel.channel_ready(), 300)
-            stub: Any = memory_pb2_grpc.MemoryServiceStub(channel)  # type: ignore[no-untyped-call]
-            for i in range(50):
-                reply = await stub.QueryMemory(
-                    memory_pb2.QueryMemoryRequest(
-                        query=QUESTIONS[i % len(QUESTIONS)], namespace=NAMESPACE
-                    ),
-                    wait_for_ready=True,
-                )
-                assert reply.total_count >= MEMORIES
-            commits = [
-                stub.CommitMemory(
-                    memory_pb2.CommitMemoryRequest(content=memory_text(i) * 4, namespace="new")
-                )
-                for i in range(64)
-            ]
-            await asyncio.gather(*commits)  # concurrent: batched long texts, the peak case
-        return _rss_mib(process.pid)
-    finally:
-        process.terminate()
-        await asyncio.wait_for(process.wait(), 30)
+    async with memory_query.phoenix_memory(TWIN, backend) as service:
+        for i in range(50):
+            reply = await service.stub.QueryMemory(
+                memory_pb2.QueryMemoryRequest(
+                    query=QUESTIONS[i % len(QUESTIONS)], namespace=NAMESPACE
+                ),
+                wait_for_ready=True,
+            )
+            assert reply.total_count >= MEMORIES
+        commits = [
+            service.stub.CommitMemory(
+                memory_pb2.CommitMemoryRequest(content=memory_text(i) * 4, namespace="new")
+            )
+            for i in range(64)
+        ]
+        await asyncio.gather(*commits)  # concurrent: batched long texts, the peak case
+        return _rss_mib(service.pid)
 
 
 async def _run() -> list[Figure]:
@@ -280,13 +200,10 @@ async def _run() -> list[Figure]:
         server_store = QdrantServerStore.connect(qdrant.grpc_url, api_key=None, timeout_s=30)
         await _fill(archive, server_store)
         await server_store.close()
-        server = await start(archive, heartbeat_interval_s=None)
-        try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-                stub: Any = memory_pb2_grpc.MemoryServiceStub(channel)  # type: ignore[no-untyped-call]
-                figures += await _queries(stub, archive)
-        finally:
-            await server.stop(0)  # closes the archive, its store and embedder
+        figures += await memory_query.compare(
+            archive, qdrant.grpc_url, qdrant.pid, NAMESPACE, QUESTIONS
+        )
+        await archive.close()
         in_cluster = await _service_rss({"MEMORY_BACKEND": "qdrant", "QDRANT_URL": qdrant.grpc_url})
         embedded = await _service_rss(
             {"MEMORY_BACKEND": "edge", "MEMORY_DATA_DIR": str(Path(tmp) / "data")}

@@ -37,6 +37,9 @@ class QdrantEndpoint:
     grpc_url: str
     rest_url: str
     snapshots_dir: Path | None
+    pid: int | None = (
+        None  # the server process, when this fixture started it (benchmarks read its CPU time)
+    )
 
 
 def _free_port() -> int:
@@ -103,7 +106,7 @@ def qdrant_endpoint() -> Iterator[QdrantEndpoint]:
                     tail = (Path(tmp) / "qdrant.log").read_text()[-2000:]
                     raise RuntimeError(f"Qdrant at {path} did not become ready:\n{tail}")
                 time.sleep(0.2)
-            yield QdrantEndpoint(f"http://127.0.0.1:{grpc_port}", rest, snapshots)
+            yield QdrantEndpoint(f"http://127.0.0.1:{grpc_port}", rest, snapshots, process.pid)
         finally:
             process.terminate()
             try:

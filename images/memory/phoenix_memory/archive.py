@@ -175,8 +175,17 @@ class Archive:
         scope = self.scope(query.namespace)
         if not await self._exists(scope):
             return QueryResult(hits=[], total_count=0)
-        (vector,) = await self.embedder.embed([query.text])
-        return await self.search(query, vector)
+        # The exact count needs no vector: it runs while the model embeds, so only the
+        # search follows the embedding (a count beside the search cost ~5 ms more).
+        counting = asyncio.create_task(self.store.count(scope, query.filter))
+        try:
+            (vector,) = await self.embedder.embed([query.text])
+            hits = await self.store.search(scope, vector, query.filter, query.top_k)
+        except BaseException:
+            counting.cancel()
+            await asyncio.gather(counting, return_exceptions=True)  # never left running
+            raise
+        return QueryResult(hits=hits, total_count=await counting)
 
     async def search(self, query: MemoryQuery, vector: Sequence[float]) -> QueryResult:
         """QueryMemory after the embedding: the hits and the exact count of matches."""

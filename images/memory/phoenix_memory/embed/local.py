@@ -102,6 +102,10 @@ class OnnxModel:
         options.enable_cpu_mem_arena = False
         options.enable_mem_pattern = False
         options.intra_op_num_threads = threads
+        # Idle workers sleep instead of busy-waiting for the next run: spinning burnt
+        # ~10 ms of CPU per single-text query (24 ms against 14 ms, bench/memory_query.py)
+        # and competed with the event loop's search and gRPC work for the same cores.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         session = ort.InferenceSession(
             GRAPH.read_bytes(), options, providers=["CPUExecutionProvider"]
