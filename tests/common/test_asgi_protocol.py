@@ -15,9 +15,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import uvicorn
-
 from phoenix_common.asgi_protocol import CoalescingHttpToolsProtocol, _HeadWithBody
+from tests.gateway.servers import serve
 
 
 class RecordingTransport:
@@ -96,27 +95,9 @@ async def test_a_100_continue_before_the_response_passes_straight_through() -> N
 
 @asynccontextmanager
 async def served(app: Any) -> AsyncIterator[int]:
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        http=CoalescingHttpToolsProtocol,
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(10):
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-    try:
-        yield server.servers[0].sockets[0].getsockname()[1]
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+    """``app`` behind the coalescing protocol on a free port; yields the port."""
+    async with serve(app, http=CoalescingHttpToolsProtocol, lifespan="off") as url:
+        yield int(url.rsplit(":", 1)[1])
 
 
 async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -18,11 +18,12 @@ from phoenix_orchestrator.api import ApprovalDecision, ApprovalQuery
 
 
 @asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[str]:
-    """Serve ``app`` on a free 127.0.0.1 port for the block; yields its base URL."""
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on"
-    )
+async def serve(app: Any, **options: Any) -> AsyncIterator[str]:
+    """Serve ``app`` on a free 127.0.0.1 port for the block; yields its base URL.
+
+    ``options`` are more ``uvicorn.Config`` settings (another ``http`` protocol, ...)."""
+    settings: dict[str, Any] = {"log_config": None, "access_log": False, "lifespan": "on"}
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, **(settings | options))
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     async with asyncio.timeout(10):
