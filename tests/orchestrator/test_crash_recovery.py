@@ -261,8 +261,10 @@ async def test_kill_9_at_random_moments_never_runs_a_call_twice(
             client = await process.start()
             state = await status(client, rid)
             deadline = time.monotonic() + 30
-            while state == "approved":  # recovered at start: running in the background
-                assert time.monotonic() < deadline
+            # Recovered at start: claimed and run in the background, so "approved" and then
+            # "running" until it is done. A run stuck in either state fails the deadline.
+            while state in ("approved", "running"):
+                assert time.monotonic() < deadline, f"{rid} still {state} after 30 s"
                 await asyncio.sleep(0.02)
                 state = await status(client, rid)
             if state == "pending":
