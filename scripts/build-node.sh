@@ -56,10 +56,10 @@ build_k8s() {
   local out=$1 ldf src
   k8s_module "$work/k8s" "$K8S_VERSION"
   ldf=$(k8s_ldflags "$K8S_VERSION")
+  # Same flags and cgo setting as the control plane (build-control-plane.sh), so every
+  # package they share comes from Go's build cache instead of being compiled again.
   CGO_ENABLED=1 go build -trimpath -tags selinux,notest -ldflags "$ldf" -o "$out/" \
-    k8s.io/kubernetes/cmd/kubelet
-  CGO_ENABLED=0 go build -trimpath -tags selinux,notest -ldflags "$ldf" -o "$out/" \
-    k8s.io/kubernetes/cmd/kube-proxy
+    k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
   # The pause container of every Pod sandbox, from the same source tree and
   # with upstream's flags (build/pause/Makefile), instead of a registry pull.
   src=$(go list -m -f '{{.Dir}}' k8s.io/kubernetes)
