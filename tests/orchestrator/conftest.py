@@ -58,6 +58,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
     def __init__(self) -> None:
         self.requests: list[memory_pb2.QueryMemoryRequest] = []
         self.metadata: list[dict[str, str]] = []
+        self.callers: list[str] = []  # the client's address and port: one per connection
         self.results = [
             memory_pb2.MemoryResult(id="mem-1", content="the vault code is 1234", similarity=0.9),
             memory_pb2.MemoryResult(id="mem-2", content="the vault is in the cellar"),
@@ -68,6 +69,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
     ) -> memory_pb2.QueryMemoryResponse:
         self.requests.append(request)
         self.metadata.append({k: str(v) for k, v in context.invocation_metadata() or ()})
+        self.callers.append(context.peer())
         return memory_pb2.QueryMemoryResponse(
             results=self.results, total_count=len(self.results), namespace=request.namespace
         )

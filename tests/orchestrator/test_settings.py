@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from phoenix_orchestrator.__main__ import main
-from phoenix_orchestrator.settings import OrchestratorSettings, grpc_target
+from phoenix_orchestrator.settings import GrpcEndpoint, OrchestratorSettings, grpc_endpoint
 
 _VARS = (
     "ORCHESTRATOR_HTTP_PORT",
@@ -35,8 +35,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_defaults_match_the_original() -> None:
     settings = OrchestratorSettings(_env_file=None)
     assert settings.http_port == 8182
-    assert settings.memory_target == "127.0.0.1:50052"
-    assert settings.tools_target == "127.0.0.1:50054"
+    assert settings.memory_endpoint == GrpcEndpoint("127.0.0.1", 50052, tls=False)
+    assert settings.tools_endpoint == GrpcEndpoint("127.0.0.1", 50054, tls=False)
     assert settings.llm_provider == "mock"
     assert not settings.uses_llm
     assert settings.openrouter_model == "google/gemini-2.0-flash-exp"
@@ -66,10 +66,16 @@ def test_openrouter_model_wins_over_model_name(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_grpc_addresses_accept_the_original_http_form() -> None:
-    assert grpc_target("http://rust-memory-service:50052") == "rust-memory-service:50052"
-    assert grpc_target("memory:50052") == "memory:50052"
+    assert grpc_endpoint("http://rust-memory-service:50052") == GrpcEndpoint(
+        "rust-memory-service", 50052, tls=False
+    )
+    assert grpc_endpoint("memory:50052") == GrpcEndpoint("memory", 50052, tls=False)
+    assert grpc_endpoint("https://memory.ns.svc:443") == GrpcEndpoint(
+        "memory.ns.svc", 443, tls=True
+    )
+    assert grpc_endpoint("http://[::1]:50052") == GrpcEndpoint("::1", 50052, tls=False)
     with pytest.raises(ValueError, match="host:port"):
-        grpc_target("http://memory")
+        grpc_endpoint("http://memory")
 
 
 @pytest.mark.parametrize(
@@ -120,10 +126,13 @@ def test_unwritable_state_dir_exits_2_naming_the_variable(
 
 
 def test_a_chatting_orchestrator_does_not_import_grpc_or_the_llm_client() -> None:
-    """grpc loads on the first approved run, httpx with an LLM provider: resident memory."""
+    """The gRPC client loads on the first approved run, httpx with an LLM provider: resident memory.
+
+    grpc (grpcio) never loads without tracing: test_backends checks the approved path.
+    """
     probe = (
         "import sys, phoenix_orchestrator.app; "
-        "print(' '.join(m for m in ('grpc', 'httpx', 'tenacity') if m in sys.modules))"
+        "print(' '.join(m for m in ('grpc', 'grpclib', 'httpx', 'tenacity') if m in sys.modules))"
     )
     loaded = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True

@@ -68,7 +68,7 @@ def memory_denied(memory_id: str, job_id: str, target: ApprovalRequest | None) -
 class Executor:
     """Executes approved requests; the only caller of ``Backends``.
 
-    The gRPC clients (and grpc itself, about 9 MiB) are loaded on the first
+    The gRPC clients (grpclib and h2, about 5 MiB) are loaded on the first
     approved run, not at startup: a process that only chats never needs them.
     """
 

@@ -8,7 +8,7 @@ docs/orchestrator.md. Built once in ``__main__`` and passed down.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -32,13 +32,20 @@ ResponseFormatMode = Literal["auto", "json_schema", "json_object"]
 DETERMINISTIC_PROVIDERS = frozenset({"mock", "deterministic"})
 
 
-def grpc_target(address: str) -> str:
-    """``http://host:port`` (the original's form) -> ``host:port`` for a gRPC channel."""
+class GrpcEndpoint(NamedTuple):
+    """Where a gRPC service listens, and whether the channel uses TLS (``https://``)."""
+
+    host: str  # an IPv6 address without brackets
+    port: int
+    tls: bool
+
+
+def grpc_endpoint(address: str) -> GrpcEndpoint:
+    """``http://host:port`` (the original's form), ``https://host:port`` or ``host:port``."""
     parts = urlsplit(address if "://" in address else f"http://{address}")
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.port is None:
         raise ValueError(f"expected http://host:port or https://host:port, got {address!r}")
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return f"{host}:{parts.port}"
+    return GrpcEndpoint(parts.hostname, parts.port, tls=parts.scheme == "https")
 
 
 class OrchestratorSettings(CommonSettings):
@@ -118,7 +125,7 @@ class OrchestratorSettings(CommonSettings):
     @field_validator("memory_grpc_addr", "tools_grpc_addr")
     @classmethod
     def _valid_grpc_address(cls, value: str) -> str:
-        grpc_target(value)
+        grpc_endpoint(value)
         return value
 
     @field_validator("openrouter_url")
@@ -171,12 +178,12 @@ class OrchestratorSettings(CommonSettings):
         return self.llm_provider not in DETERMINISTIC_PROVIDERS
 
     @property
-    def memory_target(self) -> str:
-        return grpc_target(self.memory_grpc_addr)
+    def memory_endpoint(self) -> GrpcEndpoint:
+        return grpc_endpoint(self.memory_grpc_addr)
 
     @property
-    def tools_target(self) -> str:
-        return grpc_target(self.tools_grpc_addr)
+    def tools_endpoint(self) -> GrpcEndpoint:
+        return grpc_endpoint(self.tools_grpc_addr)
 
     @property
     def database_path(self) -> Path:

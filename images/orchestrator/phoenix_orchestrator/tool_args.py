@@ -1,7 +1,7 @@
 """The tools service's ``ExecutionRequest.args`` for an approved tool call (pure, no IO).
 
 Kept apart from ``backends`` (the gRPC client) so that planning and replying
-never import grpc: the orchestrator loads it on the first approved run.
+never import it: the orchestrator loads it on the first approved run.
 """
 
 from __future__ import annotations
