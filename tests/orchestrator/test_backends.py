@@ -17,6 +17,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
+import h2.config
+import h2.connection
+import h2.events
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -28,7 +31,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from phoenix_common.errors import PhoenixError
-from phoenix_common.stubs import memory_pb2_grpc
+from phoenix_common.stubs import memory_pb2_grpc, tools_pb2_grpc
+from phoenix_orchestrator.app import create_app
 from phoenix_orchestrator.backends import Backends
 from phoenix_orchestrator.errors import (
     BackendFailed,
@@ -38,9 +42,17 @@ from phoenix_orchestrator.errors import (
     BackendUnavailable,
 )
 from phoenix_orchestrator.observability import Metrics
-from tests.orchestrator.conftest import GrpcPeers, MemoryServicer, SettingsFactory, unused_port
+from tests.orchestrator.conftest import (
+    FakeClock,
+    GrpcPeers,
+    MemoryServicer,
+    SettingsFactory,
+    serving,
+    unused_port,
+)
 
 REPO = Path(__file__).resolve().parents[2]
+SESSION = {"twin_id": "twin-sentinel", "session_id": "sess-1"}
 
 
 def grpc_errors(metrics: Metrics, service: str, method: str, code: str) -> float:
@@ -222,28 +234,116 @@ async def test_a_refused_connection_is_unavailable(make_settings: SettingsFactor
     assert grpc_errors(metrics, "memory", "QueryMemory", "UNAVAILABLE") == 2
 
 
-@pytest.mark.parametrize("after_bytes", [1, 200])
-async def test_a_connection_the_peer_drops_is_unavailable(
-    make_settings: SettingsFactory, after_bytes: int
+class DroppingPeer:
+    """An HTTP/2 server (h2) that drops the connection once a whole call has arrived.
+
+    Deterministic where a grpc server is not: the request is known to have been
+    received, so whatever the service would have done with it may have happened.
+    """
+
+    def __init__(self) -> None:
+        self.received = asyncio.Event()
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        connection.initiate_connection()
+        writer.write(connection.data_to_send())
+        while data := await reader.read(65536):
+            for event in connection.receive_data(data):
+                if isinstance(event, h2.events.StreamEnded):
+                    self.received.set()
+                    writer.transport.abort()
+                    return
+            writer.write(connection.data_to_send())
+
+
+@pytest.fixture
+async def dropping() -> AsyncIterator[tuple[DroppingPeer, str]]:
+    peer = DroppingPeer()
+    server = await asyncio.start_server(peer.serve, "127.0.0.1", 0)
+    yield peer, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    server.close()
+    await server.wait_closed()
+
+
+async def test_a_tool_run_whose_connection_was_lost_after_sending_has_an_unknown_outcome(
+    make_settings: SettingsFactory, dropping: tuple[DroppingPeer, str]
 ) -> None:
-    """Dropped at once (a reset) or after the call's headers arrived (the stream is lost)."""
-
-    async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(after_bytes)
-        writer.transport.abort()
-
-    server = await asyncio.start_server(drop, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    """Not "unavailable, nothing ran" (503, approvable again): the command may have run."""
+    peer, address = dropping
     metrics = Metrics()
-    backends = Backends(make_settings(tools_grpc_addr=f"http://127.0.0.1:{port}"), metrics)
+    backends = Backends(make_settings(tools_grpc_addr=address), metrics)
     try:
-        with pytest.raises(BackendUnavailable):
+        with pytest.raises(BackendFailed, match="lost after the request was sent") as raised:
             await run(backends)
     finally:
         await backends.close()
-        server.close()
-        await server.wait_closed()
+    assert peer.received.is_set()
+    assert raised.value.http_status == 502
     assert grpc_errors(metrics, "tools", "RequestExecution", "UNAVAILABLE") == 1
+
+
+async def test_a_memory_query_whose_connection_was_lost_is_unavailable(
+    make_settings: SettingsFactory, dropping: tuple[DroppingPeer, str]
+) -> None:
+    """A query has no side effects: approving it again is safe, so it is a 503."""
+    peer, address = dropping
+    metrics = Metrics()
+    backends = Backends(make_settings(memory_grpc_addr=address), metrics)
+    try:
+        with pytest.raises(BackendUnavailable) as raised:
+            await query(backends)
+    finally:
+        await backends.close()
+    assert peer.received.is_set()
+    assert raised.value.http_status == 503
+    assert grpc_errors(metrics, "memory", "QueryMemory", "UNAVAILABLE") == 1
+
+
+async def test_a_tool_run_in_flight_when_tools_stops_gracefully_has_an_unknown_outcome(
+    make_settings: SettingsFactory, peers: GrpcPeers
+) -> None:
+    """grpclib ends the call at the server's GOAWAY (grpcio let it finish): a 502, not a 503.
+
+    The command is running at that moment, so approving it again could run it twice.
+    """
+    server = grpc.aio.server()
+    tools_pb2_grpc.add_ToolExecutorServiceServicer_to_server(peers.tools, server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    peers.tools.hold = asyncio.Event()
+    backends = Backends(make_settings(tools_grpc_addr=f"http://127.0.0.1:{port}"), Metrics())
+    call = asyncio.create_task(run(backends))
+    await asyncio.wait_for(peers.tools.holding.wait(), 30)
+    stopping = asyncio.create_task(server.stop(30))
+    try:
+        with pytest.raises(BackendFailed, match="the outcome is unknown"):
+            await call
+    finally:
+        peers.tools.hold.set()
+        await stopping
+        await backends.close()
+
+
+async def test_a_tool_run_whose_connection_was_lost_is_failed_and_never_run_again(
+    make_settings: SettingsFactory, clock: FakeClock, dropping: tuple[DroppingPeer, str]
+) -> None:
+    _, address = dropping
+    async with serving(create_app(make_settings(tools_grpc_addr=address), clock=clock)) as client:
+        await client.post("/chat", json={"message": "write a file", **SESSION})
+        ran = await client.post(
+            "/chat", json={"message": "[TOOL_EXECUTED] command_exec - CONFIRMED", **SESSION}
+        )
+        assert ran.status_code == 502
+        assert ran.json()["error"]["code"] == "dependency_failed"
+        assert "the outcome is unknown" in ran.json()["response"]
+        listed = await client.get("/v1/approvals", params={"session_id": SESSION["session_id"]})
+        assert listed.json()["pending"] == []
+        again = await client.post(
+            "/chat", json={"message": "[TOOL_EXECUTED] command_exec - CONFIRMED", **SESSION}
+        )
+        assert again.json()["status"] == "error"
+        assert again.json()["error"]["code"] == "approval_not_found"
 
 
 async def test_channels_open_on_first_use_and_are_reused(
@@ -466,7 +566,7 @@ asyncio.run(main())
 async def test_an_approved_memory_query_and_tool_run_never_import_grpcio(
     peers: GrpcPeers, tmp_path: Path
 ) -> None:
-    """grpcio costs ~20 MiB of RSS: the untraced orchestrator talks gRPC with grpclib only."""
+    """grpcio costs ~17 MiB of RSS: the untraced orchestrator talks gRPC with grpclib only."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     process = await asyncio.create_subprocess_exec(
         sys.executable,

@@ -1,8 +1,9 @@
 """The only module that talks gRPC: memory ``QueryMemory`` and tools ``RequestExecution``.
 
 The client is grpclib (pure Python, on asyncio and h2) rather than grpcio:
-importing grpcio costs a process about 20 MiB of resident memory, grpclib
-about 7, against issue 12's 64 MiB budget. The generated ``*_pb2_grpc``
+importing grpcio (with its stubs and the OpenTelemetry gRPC interceptors)
+cost the orchestrator about 17 MiB of resident memory, grpclib costs about 5,
+against issue 12's 64 MiB budget (docs/gateway.md has the figures). The generated ``*_pb2_grpc``
 stubs import grpcio, so the methods are called by path with grpclib's method
 classes and the ``*_pb2`` messages.
 
@@ -10,10 +11,18 @@ Channels are opened on first use, never at startup, so the orchestrator
 starts while memory or tools are still coming up, and are kept for later
 calls. Every call has a deadline (sent to the server as ``grpc-timeout``).
 Failures become orchestrator errors with a reply a user can act on:
-UNAVAILABLE, and a connection refused, reset or lost -> 503;
-DEADLINE_EXCEEDED, and the deadline passing here -> 504; INVALID_ARGUMENT ->
-422; PERMISSION_DENIED -> 403; anything else -> 502. ``https://`` addresses
-use TLS verified against the system's trust store.
+UNAVAILABLE, and a connection refused, reset or lost -> 503 (the request is
+approvable again, ``runs``); DEADLINE_EXCEEDED, and the deadline passing
+here -> 504; INVALID_ARGUMENT -> 422; PERMISSION_DENIED -> 403; anything
+else -> 502. The one exception: a tool run whose connection was lost after
+the request went out may have run, so it is a 502 with an unknown outcome,
+never run again. ``https://`` addresses use TLS verified against the
+system's trust store.
+
+grpclib ends every call of a connection when the server sends GOAWAY, also
+the graceful one a gRPC server sends as it stops with a grace period, where
+grpcio let calls already started finish: a tool run in flight while tools
+restarts ends as that 502, a memory query as a 503.
 
 Under a traced request each call is a CLIENT span with the rpc.* attributes
 (from the global tracer provider, as the OpenTelemetry gRPC interceptors had
@@ -68,6 +77,9 @@ class Rpc(Generic[RequestT, ReplyT]):
     method: str
     request: type[RequestT]
     reply: type[ReplyT]
+    # A call without side effects may run again when its connection was lost
+    # after sending; one with side effects (a command) must not.
+    idempotent: bool
 
     @property
     def path(self) -> str:
@@ -79,12 +91,14 @@ QUERY_MEMORY = Rpc(
     "QueryMemory",
     memory_pb2.QueryMemoryRequest,
     memory_pb2.QueryMemoryResponse,
+    idempotent=True,
 )
 REQUEST_EXECUTION = Rpc(
     tools_pb2.DESCRIPTOR.services_by_name["ToolExecutorService"].full_name,
     "RequestExecution",
     tools_pb2.ExecutionRequest,
     tools_pb2.ExecutionResponse,
+    idempotent=False,
 )
 
 
@@ -225,9 +239,11 @@ class Backends:
         metadata: dict[str, str] | None,
         span: trace.Span | None,
     ) -> ReplyT:
+        sent = False
         try:
             async with peer.method(rpc).open(timeout=peer.timeout, metadata=metadata) as stream:
                 await stream.send_message(request, end=True)
+                sent = True
                 reply = await stream.recv_message()
             if reply is None:
                 raise GRPCError(Status.INTERNAL, "the server ended the call without a reply")
@@ -236,13 +252,25 @@ class Backends:
             if span is not None:
                 span.set_attribute(RPC_GRPC_STATUS_CODE, status.value)
                 span.set_status(trace.StatusCode.ERROR, f"{status.name}: {details}"[:500])
-            raise self._mapped(peer, rpc, status, details, err) from None
+            # The connection died after the request went out: the server may have acted
+            # on it (a command may have run), so for a call with side effects this is
+            # not "unavailable, nothing ran, approve again".
+            lost = sent and not isinstance(err, GRPCError) and status == Status.UNAVAILABLE
+            lost = lost and not rpc.idempotent
+            raise self._mapped(peer, rpc, status, details, err, lost=lost) from None
         if span is not None:
             span.set_attribute(RPC_GRPC_STATUS_CODE, Status.OK.value)
         return reply
 
     def _mapped(
-        self, peer: _Peer, rpc: Rpc[RequestT, ReplyT], status: Status, details: str, err: Exception
+        self,
+        peer: _Peer,
+        rpc: Rpc[RequestT, ReplyT],
+        status: Status,
+        details: str,
+        err: Exception,
+        *,
+        lost: bool,
     ) -> Exception:
         self._metrics.grpc_errors.labels(
             service=peer.name, method=rpc.method, code=status.name
@@ -252,6 +280,11 @@ class Backends:
             fields["error"] = details
         logger.warning("grpc call failed", extra=fields)
         details = details.strip()[:500]
+        if lost:
+            return BackendFailed(
+                f"The connection to the {peer.name} service was lost after the request was"
+                " sent; the outcome is unknown."
+            )
         if status == Status.UNAVAILABLE:
             return BackendUnavailable(
                 f"The {peer.name} service at {peer.address} is unavailable; try again shortly."

@@ -9,6 +9,9 @@ The argument, in the order things happen to one request:
    Only the claimer calls memory or tools.
 3. The result is committed ``running -> executed|failed`` with its audit line.
    UNAVAILABLE means nothing ran: ``running -> pending``, approvable again.
+   (For a tool run ``backends`` raises it only when no request went out or
+   the service itself answered UNAVAILABLE; a lost connection after sending
+   is a failure.)
 
 A process killed between 1 and 2 leaves ``approved``: nothing ran, so the next
 start runs it (``recover``), through the same claim. A process killed between 2
