@@ -538,8 +538,7 @@ from phoenix_orchestrator.app import create_app
 from phoenix_orchestrator.settings import OrchestratorSettings
 
 
-async def main() -> None:
-    state_dir, memory, tools = sys.argv[1:]
+async def approve_both(state_dir: str, memory: str, tools: str) -> list[dict]:
     settings = OrchestratorSettings(
         _env_file=None, state_dir=state_dir, memory_grpc_addr=memory, tools_grpc_addr=tools
     )
@@ -555,15 +554,22 @@ async def main() -> None:
         shown = await chat(f"[MEMORY_SHOWN] {asked['request_id']}")
         await chat("write a file")
         ran = await chat("[TOOL_EXECUTED] command_exec - CONFIRMED")
+    return [shown, ran]
+
+
+async def main() -> None:
+    state_dir, memory, tools, down = sys.argv[1:]
+    shown, ran = await approve_both(state_dir + "/up", memory, tools)
+    refused = await approve_both(state_dir + "/down", down, down)  # the error paths too
     loaded = [name for name in ("grpc", "grpclib") if name in sys.modules]
-    print(json.dumps({"shown": shown, "ran": ran, "loaded": loaded}))
+    print(json.dumps({"shown": shown, "ran": ran, "refused": refused, "loaded": loaded}))
 
 
 asyncio.run(main())
 """
 
 
-async def test_an_approved_memory_query_and_tool_run_never_import_grpcio(
+async def test_approved_memory_queries_and_tool_runs_never_import_grpcio(
     peers: GrpcPeers, tmp_path: Path
 ) -> None:
     """grpcio costs ~17 MiB of RSS: the untraced orchestrator talks gRPC with grpclib only."""
@@ -575,6 +581,7 @@ async def test_an_approved_memory_query_and_tool_run_never_import_grpcio(
         str(tmp_path / "state"),
         peers.memory_addr,
         peers.tools_addr,
+        f"http://127.0.0.1:{unused_port()}",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         cwd=REPO,
@@ -589,4 +596,5 @@ async def test_an_approved_memory_query_and_tool_run_never_import_grpcio(
     assert "hello world" in result["ran"]["response"]
     assert [r.query for r in peers.memory.requests] == ["search the vault"]
     assert [r.command for r in peers.tools.requests] == ["command_exec"]
+    assert [r["error"]["code"] for r in result["refused"]] == ["dependency_unavailable"] * 2
     assert result["loaded"] == ["grpclib"]
