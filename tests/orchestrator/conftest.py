@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import httpx
@@ -27,6 +27,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from phoenix_common.stubs import memory_pb2, memory_pb2_grpc, tools_pb2, tools_pb2_grpc
 from phoenix_orchestrator.app import create_app
 from phoenix_orchestrator.settings import OrchestratorSettings
+
+if TYPE_CHECKING:
+    from phoenix_orchestrator.backends import Backends
+    from phoenix_orchestrator.observability import Metrics
 
 # -- clock ---------------------------------------------------------------------
 
@@ -126,6 +130,67 @@ async def peers() -> AsyncIterator[GrpcPeers]:
     )
     await memory_server.stop(None)
     await tools_server.stop(None)
+
+
+# -- the gRPC client (phoenix_orchestrator.backends) on its own ---------------------
+
+
+def grpc_errors(metrics: Metrics, service: str, method: str, code: str) -> float:
+    """The orchestrator's count of failed calls with these labels."""
+    value = metrics.registry.get_sample_value(
+        "phoenix_orchestrator_grpc_errors_total",
+        {"service": service, "method": method, "code": code},
+    )
+    return value or 0.0
+
+
+async def backend_query(backends: Backends) -> memory_pb2.QueryMemoryResponse:
+    """One QueryMemory through ``backends``."""
+    return await backends.query_memory(query="vault", namespace="default", twin_id="t", top_k=3)
+
+
+async def backend_run(backends: Backends) -> tools_pb2.ExecutionResponse:
+    """One RequestExecution through ``backends``."""
+    return await backends.run_tool(
+        tool_name="command_exec",
+        args=["true"],
+        twin_id="t",
+        job_id="job-1",
+        namespace="default",
+        metadata={},
+    )
+
+
+class Refusing(grpc.GenericRpcHandler):  # type: ignore[misc]
+    """Any method: abort with ``code`` and ``details``; with no code, wait for ``release``."""
+
+    def __init__(self) -> None:
+        self.code: grpc.StatusCode | None = None
+        self.details = ""
+        self.release = asyncio.Event()
+        self.time_remaining: list[float | None] = []
+
+    def service(self, _: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        async def handle(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            self.time_remaining.append(context.time_remaining())
+            if self.code is not None:
+                await context.abort(self.code, self.details)
+            await self.release.wait()
+            return b""
+
+        return grpc.unary_unary_rpc_method_handler(handle)
+
+
+@pytest.fixture
+async def refusing() -> AsyncIterator[tuple[Refusing, str]]:
+    handler = Refusing()
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    yield handler, f"http://127.0.0.1:{port}"
+    handler.release.set()
+    await server.stop(None)
 
 
 def unused_port() -> int:
