@@ -1,22 +1,27 @@
-"""QueryMemory against embed + a direct Qdrant query, like with like.
+"""QueryMemory against embed + a direct Qdrant query, like with like, and the floor between.
 
-One Qdrant server (the real binary) holds the 10,000 memories. Two paths query it
-in interleaved blocks, so load from other jobs on the machine hits both alike:
+One Qdrant server (the real binary) holds the 10,000 memories. Three paths query
+it in interleaved blocks, so load from other jobs on the machine hits all alike:
 
 - **QueryMemory**: a real ``phoenix-memory`` process (the image's environment, the
   server backend, the cluster's configuration) called over gRPC by this process.
+- **hop floor** (``bench/memory_hop_floor.py``): the same work (embed, then the
+  query phoenix-memory sends) behind a bare grpc.aio server in a process of its
+  own, answering a canned reply of the same size: what any Python gRPC service
+  in front of the work costs, with nothing of phoenix-memory's in it.
 - **direct**: this process embeds with the same model on the same runtime (the
   service's embedder classes, on a worker thread) and queries the same collection
   through the same client (``phoenix_common.qdrant.connect``: qdrant-client over
   gRPC), with the filter the service sends.
 
-Both report wall-clock p50/p95 and CPU per query, summed over every process the
-path keeps busy (this one, phoenix-memory, Qdrant), read from /proc: on a loaded
+Each reports wall-clock p50/p95 and CPU per query, summed over every process the
+path keeps busy (this one, its server, Qdrant), read from /proc: on a loaded
 machine CPU time is the steadier measure of the work a query costs. Where the
-time goes: embedding and the Qdrant query are timed on the direct path; the
-service's own time inside the archive (embedding, search and exact count) comes
-from its ``phoenix_memory_operation_seconds`` histogram; the rest of a
-QueryMemory is the gRPC hop (both ways), validation and the response build.
+time goes: ``floor / direct`` is the gRPC hop's share, ``QueryMemory / floor``
+phoenix-memory's own (the exact count, validation, conversions, interceptors).
+Embedding and the Qdrant query are timed on the direct path; the service's own
+time inside the archive (embedding, search and exact count) comes from its
+``phoenix_memory_operation_seconds`` histogram.
 """
 
 from __future__ import annotations
@@ -24,11 +29,13 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import tempfile
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +140,67 @@ def _ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
 
+@asynccontextmanager
+async def hop_floor(
+    qdrant_url: str, collection: str, query_filter: Any, reply: bytes
+) -> AsyncIterator[tuple[int, Any]]:
+    """``bench.memory_hop_floor`` serving the same work; yields its pid and a stub."""
+    port = free_port()
+    with tempfile.NamedTemporaryFile(prefix="phoenix-memory-reply-") as reply_file:
+        reply_file.write(reply)
+        reply_file.flush()
+        where = "null" if query_filter is None else query_filter.model_dump_json()
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.memory_hop_floor",
+            str(port),
+            qdrant_url,
+            collection,
+            where,
+            reply_file.name,
+            env={**os.environ, **IMAGE_ENV},
+        )
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                await asyncio.wait_for(channel.channel_ready(), 300)
+                yield process.pid, memory_pb2_grpc.MemoryServiceStub(channel)  # type: ignore[no-untyped-call]
+        finally:
+            process.terminate()
+            await asyncio.wait_for(process.wait(), 30)
+
+
+# Every path runs first and last equally often: load from other jobs hits all alike.
+ORDER = ("QueryMemory", "floor", "direct", "direct", "floor", "QueryMemory")
+PATHS = ("QueryMemory", "floor", "direct")
+PROCESSES = ("bench", "server", "qdrant")
+
+
+async def _blocks(
+    runs: Mapping[str, Callable[[str], Awaitable[object]]],
+    paths: Mapping[str, Samples],
+    servers: Mapping[str, int | None],
+    qdrant_pid: int | None,
+    questions: tuple[str, ...],
+) -> None:
+    """``BLOCKS`` blocks of ``BLOCK`` queries per path, in ``ORDER``, timed and CPU-counted."""
+    for block in range(len(PATHS) * BLOCKS):
+        name = ORDER[block % len(ORDER)]
+        path = paths[name]
+        pids = {"bench": None, "server": servers[name], "qdrant": qdrant_pid}
+        before = {process: cpu_seconds(pid) for process, pid in pids.items()}
+        before["bench"] = time.process_time()
+        for i in range(BLOCK):
+            started = time.perf_counter()
+            await runs[name](questions[(block * BLOCK + i) % len(questions)])
+            path.wall_ms.append(_ms(started))
+        after = {process: cpu_seconds(pid) for process, pid in pids.items()}
+        after["bench"] = time.process_time()
+        for process in PROCESSES:
+            path.cpu_s[process] += after[process] - before[process]
+        path.queries += BLOCK
+
+
 async def compare(
     archive: Archive,
     qdrant_url: str,
@@ -140,22 +208,21 @@ async def compare(
     namespace: str,
     questions: tuple[str, ...],
 ) -> list[Figure]:
-    """QueryMemory on a phoenix-memory serving ``archive``'s twin against embed + direct."""
+    """QueryMemory on a phoenix-memory serving ``archive``'s twin, the hop floor, embed + direct."""
     scope = archive.scope(namespace)
     query_filter = to_filter(scope, MemoryFilter())
     client = qdrant.connect(qdrant_url, api_key=None, timeout_s=30)
     backend = {"MEMORY_BACKEND": "qdrant", "QDRANT_URL": qdrant_url}
-    processes = ("bench", "phoenix-memory", "qdrant")
-    paths = {name: Samples([], dict.fromkeys(processes, 0.0)) for name in ("QueryMemory", "direct")}
+    paths = {name: Samples([], dict.fromkeys(PROCESSES, 0.0)) for name in PATHS}
     embed_ms: list[float] = []
     search_ms: list[float] = []
     count_ms: list[float] = []
+    request = partial(memory_pb2.QueryMemoryRequest, namespace=namespace, top_k=TOP_K)
 
-    async def query_memory(service: Service, text: str) -> None:
-        reply = await service.stub.QueryMemory(
-            memory_pb2.QueryMemoryRequest(query=text, namespace=namespace, top_k=TOP_K)
-        )
+    async def query_memory(stub: Any, text: str) -> memory_pb2.QueryMemoryResponse:
+        reply: memory_pb2.QueryMemoryResponse = await stub.QueryMemory(request(query=text))
         assert len(reply.results) == TOP_K
+        return reply
 
     async def direct(text: str, timed: bool) -> None:
         started = time.perf_counter()
@@ -174,31 +241,22 @@ async def compare(
             search_ms.append(_ms(embedded))
 
     async with phoenix_memory(archive.twin, backend) as service:
-        pids = {"bench": os.getpid(), "phoenix-memory": service.pid, "qdrant": qdrant_pid}
-        for i in range(WARMUP):
-            await query_memory(service, questions[i % len(questions)])
-            await direct(questions[i % len(questions)], timed=False)
-        archive_s0, archive_n0 = service.query_seconds()
-        for block in range(2 * BLOCKS):
-            # ABBA order: neither path always runs first after the other.
-            name = ("QueryMemory", "direct", "direct", "QueryMemory")[block % 4]
-            path = paths[name]
-            before = {process: cpu_seconds(pid) for process, pid in pids.items()}
-            before["bench"] = time.process_time()
-            for i in range(BLOCK):
-                text = questions[(block * BLOCK + i) % len(questions)]
-                started = time.perf_counter()
-                if name == "QueryMemory":
-                    await query_memory(service, text)
-                else:
-                    await direct(text, timed=True)
-                path.wall_ms.append(_ms(started))
-            after = {process: cpu_seconds(pid) for process, pid in pids.items()}
-            after["bench"] = time.process_time()
-            for process in processes:
-                path.cpu_s[process] += after[process] - before[process]
-            path.queries += BLOCK
-        archive_s1, archive_n1 = service.query_seconds()
+        canned = (await query_memory(service.stub, questions[0])).SerializeToString()
+        async with hop_floor(qdrant_url, scope.collection, query_filter, canned) as floor:
+            floor_pid, floor_stub = floor
+            runs: dict[str, Callable[[str], Awaitable[object]]] = {
+                "QueryMemory": partial(query_memory, service.stub),
+                "floor": partial(query_memory, floor_stub),
+                "direct": partial(direct, timed=True),
+            }
+            for i in range(WARMUP):
+                await query_memory(service.stub, questions[i % len(questions)])
+                await query_memory(floor_stub, questions[i % len(questions)])
+                await direct(questions[i % len(questions)], timed=False)
+            archive_s0, archive_n0 = service.query_seconds()
+            servers = {"QueryMemory": service.pid, "floor": floor_pid, "direct": None}
+            await _blocks(runs, paths, servers, qdrant_pid, questions)
+            archive_s1, archive_n1 = service.query_seconds()
         for _ in range(BLOCK * 2):  # the exact count QueryMemory runs beside the embedding
             started = time.perf_counter()
             await client.count(scope.collection, count_filter=query_filter, exact=True)
@@ -215,9 +273,7 @@ def _figures(
     count_ms: list[float],
     in_archive_ms: float,
 ) -> list[Figure]:
-    processes = tuple(paths["direct"].cpu_s)
-    served = paths["QueryMemory"]
-    baseline = paths["direct"]
+    served, floor, baseline = paths["QueryMemory"], paths["floor"], paths["direct"]
     mean_total = sum(served.wall_ms) / len(served.wall_ms)
     figures = [
         Figure(
@@ -240,6 +296,24 @@ def _figures(
         ),
         Figure(
             AREA,
+            "  hop floor p50 (same work behind a bare gRPC server)",
+            percentile(floor.wall_ms, 50),
+            "ms",
+            baseline=percentile(baseline.wall_ms, 50),
+            baseline_name="embed+direct query",
+            goal="informational",
+        ),
+        Figure(
+            AREA,
+            "  QueryMemory p50 against the hop floor",
+            percentile(served.wall_ms, 50),
+            "ms",
+            baseline=percentile(floor.wall_ms, 50),
+            baseline_name="hop floor",
+            goal="informational",
+        ),
+        Figure(
+            AREA,
             "QueryMemory CPU/query, all processes",
             served.cpu_ms_per_query(),
             "ms",
@@ -247,16 +321,24 @@ def _figures(
             baseline_name="embed+direct query",
             goal="informational",
         ),
+        Figure(
+            AREA,
+            "  hop floor CPU/query, all processes",
+            floor.cpu_ms_per_query(),
+            "ms",
+            baseline=baseline.cpu_ms_per_query(),
+            baseline_name="embed+direct query",
+        ),
     ]
-    for process in processes:
+    for process in PROCESSES:
         figures.append(
             Figure(
                 AREA,
-                f"  CPU/query in {process}",
+                f"  CPU/query in {process} (server: phoenix-memory, the floor's)",
                 served.cpu_ms_per_query(process),
                 "ms",
-                baseline=baseline.cpu_ms_per_query(process),
-                baseline_name="direct",
+                baseline=floor.cpu_ms_per_query(process),
+                baseline_name="hop floor",
             )
         )
     figures += [
