@@ -11,6 +11,7 @@ import logging
 import sys
 from typing import TYPE_CHECKING
 
+import uvloop
 from pydantic import ValidationError
 
 from phoenix_common import grpc_server
@@ -59,7 +60,10 @@ def main() -> int:
     tracer_provider = configure_tracing(settings, "tools")
     try:
         serve_metrics(settings.metrics_port)
-        asyncio.run(_serve(settings, tracer_provider))
+        # uvloop: each call crosses the loop several times (gRPC's poller thread hands
+        # it over, the launcher's socket, the pipes and the pidfd); bench/tools.py.
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(_serve(settings, tracer_provider))
     except PolicyFileError as err:
         print(f"phoenix-tools: invalid policy file: {err}", file=sys.stderr)
         return EXIT_CONFIG
