@@ -170,8 +170,8 @@ class SandboxRuntime:
         caller time for nothing): the pool's refill, the end of the sandbox (runner.release,
         or a kill when the command did not finish normally), and the removal of its
         directory, in a thread (an ``rmdir`` costs 1-3 ms on an ext4 mounted with
-        ``discard``), only once the sandbox has let go of the pipes, so that nothing
-        still running in it writes there. The next command gets a new sandbox regardless."""
+        ``discard``), only once the sandbox has let go of the pipes (bwrap's init and
+        whatever still printed are gone). The next command gets a new sandbox regardless."""
         task = asyncio.ensure_future(self._clean_up(twin_id, started, exec_dir, finished))
         self._removals.add(task)
         task.add_done_callback(self._removals.discard)
