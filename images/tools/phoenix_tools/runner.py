@@ -256,7 +256,7 @@ async def finish(
     holds the pipes (bwrap's pid 1 while the kernel tears its namespaces down, processes the
     command left behind, which die with that pid 1) is not waited for here: the caller
     hands the process to ``release`` once the reply is out. The teardown of a mount
-    namespace waits for an RCU grace period, 0.5 ms idle and several under load.
+    namespace waits for an RCU grace period, 0.4-0.8 ms idle and several under load.
     """
     began = time.monotonic()
     proc = started.proc

@@ -179,8 +179,8 @@ class SandboxRuntime:
     async def _clean_up(
         self, twin_id: str, started: runner.Started, exec_dir: Path, finished: bool
     ) -> None:
-        # From the event loop's next turn: by then gRPC has written the reply, which the
-        # refill's spawn (about 1 ms of this thread) would otherwise hold back.
+        # From the event loop's next turn, once gRPC has been handed the reply: the refill's
+        # spawn takes about 1 ms of this thread.
         await asyncio.sleep(0)
         if self.pool is not None:
             self.pool.refill(twin_id)
