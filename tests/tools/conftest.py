@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 import pytest
 import pytest_asyncio
+from opentelemetry.sdk.trace import TracerProvider
 
 from phoenix_common.stubs import memory_pb2, memory_pb2_grpc, tools_pb2, tools_pb2_grpc
 from phoenix_tools import server
@@ -132,8 +133,10 @@ def make_settings(sandbox_dir: Path, **overrides: Any) -> ToolsSettings:
 
 
 @asynccontextmanager
-async def running_server(settings: ToolsSettings) -> AsyncIterator[Running]:
-    tools = await server.start(settings)
+async def running_server(
+    settings: ToolsSettings, tracer_provider: TracerProvider | None = None
+) -> AsyncIterator[Running]:
+    tools = await server.start(settings, tracer_provider=tracer_provider)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{tools.port}")
     stub = tools_pb2_grpc.ToolExecutorServiceStub(channel)  # type: ignore[no-untyped-call]
     try:

@@ -5,14 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from pathlib import Path
 
 import grpc
 import pytest
 from google.protobuf import empty_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
-from phoenix_tools import selftest
+from phoenix_common.stubs import tools_pb2
+from phoenix_tools import sandbox, selftest, workdir
 from phoenix_tools.sandbox import Limits
 from tests.tools.conftest import FakeMemory, Running, make_settings, running_server
 
@@ -429,7 +435,7 @@ async def test_a_burst_beyond_the_warm_pool_gives_each_command_its_own_sandbox(
 
 
 async def test_exec_dirs_are_removed_after_the_run(tools: Running) -> None:
-    """Removed once the reply is out (runtime._remove_later), not before it."""
+    """Removed once the reply is out (runtime._clean_up_later), not before it."""
     response = await tools.run("twin-aegis", "command_exec", "echo x > kept")
     assert response.success
     await tools.tools.executor.runtime.removals_done()
@@ -465,3 +471,78 @@ async def test_without_setpriv_a_root_service_refuses_rather_than_fork_or_run_as
     mode, reason = await selftest.run_selftest(runtime)
     assert mode == "unavailable"
     assert "setpriv" in reason
+
+
+async def test_with_a_tracer_provider_each_call_is_a_span_of_the_callers_trace(
+    sandbox_root: Path,
+) -> None:
+    """Tracing configured (an exporter): one server span per call, a child of the caller's.
+    Without a provider (the `tools` fixture, and the default) no tracing interceptor runs."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    metadata = (("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01"),)
+    settings = make_settings(sandbox_root / "traced")
+    async with running_server(settings, tracer_provider=provider) as running:
+        request = tools_pb2.ExecutionRequest(twin_id="twin-aegis", command="true")
+        reply = await running.stub.RequestExecution(request, metadata=metadata, timeout=30)
+        assert reply.success
+    (span,) = exporter.get_finished_spans()
+    assert (span.name, span.kind) == (
+        "/tools.ToolExecutorService/RequestExecution",
+        SpanKind.SERVER,
+    )
+    assert span.context is not None
+    assert span.parent is not None
+    assert f"{span.context.trace_id:032x}" == trace_id
+    assert f"{span.parent.span_id:016x}" == "00f067aa0ba902b7"
+
+
+async def test_the_sandbox_etc_holds_only_the_generated_and_copied_files(tools: Running) -> None:
+    """One read-only bind of the service's /etc directory (workdir.prepare_root): the
+    generated account files and copies of the host's loader cache, time zone and
+    alternatives, nothing else of the host's /etc, and nothing the command can change."""
+    response = await tools.sh(
+        "twin-lab",
+        "ls -A /etc; readlink /etc/localtime; ls /etc/alternatives | wc -l; "
+        "touch /etc/x 2>&1 | grep -c 'Read-only'",
+    )
+    host = Path("/etc")
+    expected = sorted(
+        [*sandbox.GENERATED_ETC, *(p.name for p in map(Path, sandbox.HOST_ETC_FILES) if p.exists())]
+    )
+    assert response.stdout_logs[: len(expected)] == expected
+    rest = response.stdout_logs[len(expected) :]
+    assert rest == [
+        os.readlink(host / "localtime"),
+        str(len(list((host / "alternatives").iterdir()))),
+        "1",
+    ]
+
+
+def test_prepare_root_copies_the_host_files_and_replaces_older_copies(tmp_path: Path) -> None:
+    host = tmp_path / "host"
+    (host / "etc" / "alternatives").mkdir(parents=True)
+    (host / "etc" / "ld.so.cache").write_bytes(b"cache-1")
+    (host / "etc" / "localtime").symlink_to("/usr/share/zoneinfo/Etc/UTC")
+    (host / "etc" / "alternatives" / "editor").symlink_to("/usr/bin/vim.basic")
+    root = tmp_path / "sandbox"
+    etc = workdir.prepare_root(root, host_root=host)
+    assert sorted(p.name for p in etc.iterdir()) == sorted(
+        [*sandbox.GENERATED_ETC, "alternatives", "ld.so.cache", "localtime"]
+    )
+    assert (etc / "ld.so.cache").read_bytes() == b"cache-1"
+    assert os.readlink(etc / "localtime") == "/usr/share/zoneinfo/Etc/UTC"
+    assert os.readlink(etc / "alternatives" / "editor") == "/usr/bin/vim.basic"
+    # The host changed: the next start copies what is there now, and drops what is gone.
+    (host / "etc" / "ld.so.cache").write_bytes(b"cache-2")
+    (host / "etc" / "alternatives" / "editor").unlink()
+    (host / "etc" / "alternatives" / "pager").symlink_to("/usr/bin/less")
+    (host / "etc" / "localtime").unlink()
+    workdir.prepare_root(root, host_root=host)
+    assert (etc / "ld.so.cache").read_bytes() == b"cache-2"
+    assert [p.name for p in (etc / "alternatives").iterdir()] == ["pager"]
+    assert not (etc / "localtime").exists()
+    assert not (etc / "localtime").is_symlink()
+    assert sorted(p.name for p in etc.iterdir() if p.name.startswith(".")) == []

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -24,6 +24,9 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from phoenix_common.errors import PhoenixError
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 logger = logging.getLogger(__name__)
 
@@ -112,15 +115,23 @@ async def set_serving(
 
 
 def new_server(
-    *, interceptors: Sequence[grpc.aio.ServerInterceptor] = (), tracing: bool = True
+    *,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    tracing: bool = True,
+    tracer_provider: TracerProvider | None = None,
 ) -> grpc.aio.Server:
     """A grpc.aio server that continues callers' traces and maps domain errors to status codes.
 
     OpenTelemetry's interceptor is outermost, so a span covers the whole call and
-    records the status code the error mapping produced.
+    records the status code the error mapping produced. It uses ``tracer_provider``, or
+    the global one. ``tracing=False`` leaves it out: with no provider configured its spans
+    are no-ops, yet it still costs every call a wrapped handler and context (about a
+    tenth of a millisecond of the tools service's warm path).
     """
     outer: list[grpc.aio.ServerInterceptor] = (
-        [aio_server_interceptor()] if tracing else []  # type: ignore[no-untyped-call]
+        [aio_server_interceptor(tracer_provider=tracer_provider)]  # type: ignore[no-untyped-call]
+        if tracing
+        else []
     )
     return grpc.aio.server(
         interceptors=[*outer, ErrorMappingInterceptor(), *interceptors],

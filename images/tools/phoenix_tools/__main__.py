@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from typing import TYPE_CHECKING
 
+import uvloop
 from pydantic import ValidationError
 
 from phoenix_common import grpc_server
@@ -21,6 +23,9 @@ from phoenix_tools import server
 from phoenix_tools.policy_store import PolicyFileError
 from phoenix_tools.settings import ToolsSettings
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
 logger = logging.getLogger("phoenix_tools")
 EXIT_CONFIG = 2
 
@@ -29,8 +34,8 @@ def load_settings() -> ToolsSettings:
     return ToolsSettings()
 
 
-async def _serve(settings: ToolsSettings) -> None:
-    running = await server.start(settings)
+async def _serve(settings: ToolsSettings, tracer_provider: TracerProvider | None) -> None:
+    running = await server.start(settings, tracer_provider=tracer_provider)
     logger.info(
         "phoenix-tools listening",
         extra={
@@ -52,10 +57,13 @@ def main() -> int:
         print(config_error_message("tools", err), file=sys.stderr)
         return EXIT_CONFIG
     phoenix_logging.configure(settings, "tools")
-    configure_tracing(settings, "tools")
+    tracer_provider = configure_tracing(settings, "tools")
     try:
         serve_metrics(settings.metrics_port)
-        asyncio.run(_serve(settings))
+        # uvloop: each call crosses the loop several times (gRPC's poller thread hands
+        # it over, the launcher's socket, the pipes and the pidfd); bench/tools.py.
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(_serve(settings, tracer_provider))
     except PolicyFileError as err:
         print(f"phoenix-tools: invalid policy file: {err}", file=sys.stderr)
         return EXIT_CONFIG

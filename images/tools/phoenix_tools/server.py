@@ -7,6 +7,7 @@ Errors are mapped to status codes by phoenix_common's interceptor.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
 from google.protobuf import empty_pb2
@@ -21,6 +22,9 @@ from phoenix_tools.policy_store import PolicyStore
 from phoenix_tools.runtime import SandboxRuntime
 from phoenix_tools.settings import ToolsSettings
 from phoenix_tools.vector_query import MemoryClient
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 SERVICE_NAME = tools_pb2.DESCRIPTOR.services_by_name["ToolExecutorService"].full_name
 
@@ -86,9 +90,13 @@ class ToolsServer:
         await self.executor.memory.close()
 
 
-async def start(settings: ToolsSettings) -> ToolsServer:
+async def start(
+    settings: ToolsSettings, *, tracer_provider: TracerProvider | None = None
+) -> ToolsServer:
     """Build, start, self-test; SERVING only once the sandbox mode is known and usable.
 
+    With a ``tracer_provider`` (configure_tracing's, when spans are exported), each call is
+    a server span continuing the caller's trace; without one, no tracing interceptor runs.
     Raises PolicyFileError for a bad policy file (a configuration error).
     """
     policies = PolicyStore(settings.policy_file)
@@ -99,7 +107,9 @@ async def start(settings: ToolsSettings) -> ToolsServer:
     )
     memory = MemoryClient(settings.memory_grpc_addr, settings.memory_timeout_ms / 1000)
     executor = ToolExecutor(runtime, policies, options, memory)
-    server = grpc_server.new_server()
+    server = grpc_server.new_server(
+        tracing=tracer_provider is not None, tracer_provider=tracer_provider
+    )
     servicer = ToolExecutorServicer(executor)
     tools_pb2_grpc.add_ToolExecutorServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     checker = grpc_server.add_standard_services(server, [SERVICE_NAME])

@@ -176,7 +176,7 @@ class WarmPool:
     async def take(self, twin: str, name: str) -> Sandbox:
         """A ready sandbox for ``twin`` if there is a live one, else a new one named ``name``
         (no need to wait for it: its argv waits in the socket). Nothing is refilled here:
-        the caller calls ``refill_soon`` once the command is over, so that setting up the
+        the caller calls ``refill`` once the command is over, so that setting up the
         next sandbox does not compete with this command for the CPU."""
         ready = self._ready.get(twin)
         found: Sandbox | None = None
@@ -213,16 +213,6 @@ class WarmPool:
             self._drop_waiter(twin, None)
         return await self._spawn(twin, name)
 
-    def refill_soon(self, twin: str) -> None:
-        """Top ``twin``'s sandboxes up, from the event loop's next turn: after the current
-        request's reply has been handed to gRPC."""
-        if not self._closed:
-            self._background(self._refill_next_turn(twin), refill=True)
-
-    async def _refill_next_turn(self, twin: str) -> None:
-        await asyncio.sleep(0)
-        self._refill(twin)
-
     def ready_count(self, twin: str) -> int:
         return len(self._ready.get(twin, ()))
 
@@ -253,7 +243,8 @@ class WarmPool:
             for sandbox in evicted:
                 self._background(sandbox.dispose())
 
-    def _refill(self, twin: str) -> None:
+    def refill(self, twin: str) -> None:
+        """Top ``twin``'s sandboxes up (in the background)."""
         if self._closed or twin not in self._ready:
             return  # closed, or evicted since the command that asked
         missing = self.per_twin - self.ready_count(twin) - self._filling.get(twin, 0)

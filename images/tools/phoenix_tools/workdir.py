@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from phoenix_common.errors import FailedPrecondition, InvalidInput, PermissionDenied
-from phoenix_tools.sandbox import GENERATED_ETC
+from phoenix_tools.sandbox import GENERATED_ETC, HOST_ETC_FILES
 
 WORKSPACE = "workspace"
 ETC_DIR = ".etc"
@@ -41,20 +41,64 @@ class Owner:
     gid: int | None
 
 
-def prepare_root(sandbox_dir: Path) -> Path:
-    """Create SANDBOX_DIR and the generated /etc files; returns the /etc directory."""
+def prepare_root(sandbox_dir: Path, host_root: Path = Path("/")) -> Path:
+    """Create SANDBOX_DIR and the sandbox's /etc: the generated files, and copies of the host
+    files the sandbox needs (HOST_ETC_FILES), as they are now. Returns the /etc directory,
+    which the sandbox gets read-only as a whole. Nothing else of the host's /etc is in it."""
     sandbox_dir.mkdir(parents=True, exist_ok=True)
     sandbox_dir.chmod(0o711)
     etc = sandbox_dir / ETC_DIR
     etc.mkdir(exist_ok=True)
     etc.chmod(0o755)
     for name, text in GENERATED_ETC.items():
-        target = etc / name
-        tmp = etc / f".{name}.tmp"
-        tmp.write_text(text)
-        tmp.chmod(0o644)
-        tmp.replace(target)
+        _replace_file(etc / name, text.encode())
+    for path in HOST_ETC_FILES:
+        _copy_host_etc(host_root / path.lstrip("/"), etc / os.path.basename(path))
     return etc
+
+
+def _replace_file(target: Path, data: bytes) -> None:
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.chmod(0o644)
+    tmp.replace(target)
+
+
+def _copy_host_etc(source: Path, target: Path) -> None:
+    """``source`` as the sandbox should see it at ``target``: a symlink stays a symlink (to
+    the same place: the sandbox has /usr where the host has it), a directory is copied with
+    its symlinks as symlinks (/etc/alternatives), a file is copied. Absent: nothing."""
+    fresh = target.with_name(f".{target.name}.new")
+    _remove(fresh)
+    if source.is_symlink():
+        os.symlink(os.readlink(source), fresh)
+    elif source.is_dir():
+        shutil.copytree(source, fresh, symlinks=True)
+        fresh.chmod(0o755)
+    elif source.is_file():
+        fresh.write_bytes(source.read_bytes())
+        fresh.chmod(0o644)
+    else:
+        _remove(target)
+        return
+    if target.is_dir() and not target.is_symlink():
+        # rename cannot replace a directory: move the old one aside first.
+        old = target.with_name(f".{target.name}.old")
+        _remove(old)
+        target.rename(old)
+        fresh.rename(target)
+        _remove(old)
+        return
+    if fresh.is_dir() and not fresh.is_symlink():
+        _remove(target)  # nor can a directory replace a file
+    fresh.rename(target)  # atomically replaces a file or symlink
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
 
 
 def twin_dir(sandbox_dir: Path, twin_id: str) -> Path:
