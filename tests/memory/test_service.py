@@ -9,6 +9,10 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 from prometheus_client import REGISTRY
 
 from phoenix_common.errors import InvalidInput
@@ -253,3 +257,34 @@ async def test_a_port_in_use_is_a_clear_configuration_error(
     archive = Archive(TWIN, EdgeStore(tmp_path / "other"), embedder)
     with pytest.raises(InvalidInput, match=f"cannot listen on 127.0.0.1:{server.port}"):
         await start(archive, port=server.port, heartbeat_interval_s=None)
+
+
+async def test_with_a_tracer_provider_each_call_is_a_span_of_the_callers_trace(
+    embedder: SessionEmbedder, tmp_path: Path
+) -> None:
+    """Tracing configured (an exporter): one server span per call, a child of the caller's.
+    Without a provider (the other tests' servers, and the default) no tracing interceptor
+    runs."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    archive = Archive(TWIN, EdgeStore(tmp_path / "edge"), embedder)
+    server = await start(archive, heartbeat_interval_s=None, tracer_provider=provider)
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    metadata = (("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01"),)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            reply = await memory_stub(channel).QueryMemory(
+                memory_pb2.QueryMemoryRequest(query="anything", namespace="ops"),
+                metadata=metadata,
+                timeout=30,
+            )
+    finally:
+        await server.stop(0)
+    assert reply.total_count == 0
+    (span,) = exporter.get_finished_spans()
+    assert (span.name, span.kind) == ("/memory.MemoryService/QueryMemory", SpanKind.SERVER)
+    assert span.context is not None
+    assert span.parent is not None
+    assert f"{span.context.trace_id:032x}" == trace_id
+    assert f"{span.parent.span_id:016x}" == "00f067aa0ba902b7"

@@ -11,6 +11,7 @@ import logging
 import signal
 import sys
 
+from opentelemetry.trace import TracerProvider
 from pydantic import ValidationError
 
 from phoenix_common import logging as phoenix_logging
@@ -26,7 +27,7 @@ EXIT_UNAVAILABLE = 1
 EXIT_CONFIG = 2
 
 
-async def serve(settings: MemorySettings) -> int:
+async def serve(settings: MemorySettings, tracer_provider: TracerProvider | None = None) -> int:
     # Imported once the settings are valid: qdrant-client and ONNX Runtime take seconds to
     # import, and a configuration error should not wait for them.
     from phoenix_memory import backup, server  # noqa: PLC0415 - after settings validate, see above
@@ -62,6 +63,7 @@ async def serve(settings: MemorySettings) -> int:
             host=settings.grpc_host,
             port=settings.grpc_port,
             heartbeat_interval_s=settings.heartbeat_interval_s,
+            tracer_provider=tracer_provider,
         )
     except InvalidInput as err:
         logger.critical("%s", err)
@@ -116,8 +118,8 @@ def main() -> None:
         sys.stderr.write(config_error_message("memory", err) + "\n")
         raise SystemExit(EXIT_CONFIG) from None
     phoenix_logging.configure(settings, "memory")
-    configure_tracing(settings, "memory")
-    raise SystemExit(asyncio.run(serve(settings)))
+    tracer_provider = configure_tracing(settings, "memory")
+    raise SystemExit(asyncio.run(serve(settings, tracer_provider)))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import contextlib
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health
@@ -31,6 +31,9 @@ from phoenix_memory.servicer import SERVICE_NAME, MemoryServicer
 from phoenix_memory.settings import MemorySettings
 from phoenix_memory.store.base import MemoryStore
 from phoenix_memory.store.edge import EdgeStore
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 logger = logging.getLogger(__name__)
 
@@ -146,9 +149,19 @@ async def start(
     port: int = 0,
     heartbeat_interval_s: float | None = 15.0,
     interceptors: tuple[grpc.aio.ServerInterceptor, ...] = (),
+    tracer_provider: TracerProvider | None = None,
 ) -> MemoryServer:
-    """Serve ``archive`` on host:port (0 picks a free port) and report SERVING."""
-    server = grpc_server.new_server(interceptors=interceptors)
+    """Serve ``archive`` on host:port (0 picks a free port) and report SERVING.
+
+    With a ``tracer_provider`` (configure_tracing's, when spans are exported) each call
+    is a server span continuing the caller's trace; without one no tracing interceptor
+    runs (with no provider its spans would be no-ops, yet cost every call a wrapper).
+    """
+    server = grpc_server.new_server(
+        interceptors=interceptors,
+        tracing=tracer_provider is not None,
+        tracer_provider=tracer_provider,
+    )
     add_servicer: Any = memory_pb2_grpc.add_MemoryServiceServicer_to_server  # untyped stub
     add_servicer(MemoryServicer(archive), server)
     checker = grpc_server.add_standard_services(server, [SERVICE_NAME])
