@@ -275,72 +275,34 @@ def _figures(
 ) -> list[Figure]:
     served, floor, baseline = paths["QueryMemory"], paths["floor"], paths["direct"]
     mean_total = sum(served.wall_ms) / len(served.wall_ms)
+
+    def wall(samples: Samples, q: int) -> float:
+        return percentile(samples.wall_ms, q)
+
+    def versus(
+        name: str, value: float, base: float, base_name: str, goal: str = "informational"
+    ) -> Figure:
+        return Figure(AREA, name, value, "ms", baseline=base, baseline_name=base_name, goal=goal)
+
+    direct, hop = "embed+direct query", "hop floor"
     figures = [
-        Figure(
-            AREA,
-            "QueryMemory p50, 10000 memories, Qdrant",
-            percentile(served.wall_ms, 50),
-            "ms",
-            baseline=percentile(baseline.wall_ms, 50),
-            baseline_name="embed+direct query",
-            goal=GOAL,
+        versus("QueryMemory p50, 10000 memories, Qdrant", wall(served, 50), wall(baseline, 50),
+               direct, GOAL),
+        versus("QueryMemory p95", wall(served, 95), wall(baseline, 95), direct),
+        versus("  hop floor p50 (same work behind a bare gRPC server)", wall(floor, 50),
+               wall(baseline, 50), direct),
+        versus("  QueryMemory p50 against the hop floor", wall(served, 50), wall(floor, 50), hop),
+        versus("QueryMemory CPU/query, all processes", served.cpu_ms_per_query(),
+               baseline.cpu_ms_per_query(), direct),
+        versus("  hop floor CPU/query, all processes", floor.cpu_ms_per_query(),
+               baseline.cpu_ms_per_query(), direct, goal=""),
+        *(
+            versus(f"  CPU/query in {process} (server: phoenix-memory, the floor's)",
+                   served.cpu_ms_per_query(process), floor.cpu_ms_per_query(process), hop,
+                   goal="")
+            for process in PROCESSES
         ),
-        Figure(
-            AREA,
-            "QueryMemory p95",
-            percentile(served.wall_ms, 95),
-            "ms",
-            baseline=percentile(baseline.wall_ms, 95),
-            baseline_name="embed+direct query",
-            goal="informational",
-        ),
-        Figure(
-            AREA,
-            "  hop floor p50 (same work behind a bare gRPC server)",
-            percentile(floor.wall_ms, 50),
-            "ms",
-            baseline=percentile(baseline.wall_ms, 50),
-            baseline_name="embed+direct query",
-            goal="informational",
-        ),
-        Figure(
-            AREA,
-            "  QueryMemory p50 against the hop floor",
-            percentile(served.wall_ms, 50),
-            "ms",
-            baseline=percentile(floor.wall_ms, 50),
-            baseline_name="hop floor",
-            goal="informational",
-        ),
-        Figure(
-            AREA,
-            "QueryMemory CPU/query, all processes",
-            served.cpu_ms_per_query(),
-            "ms",
-            baseline=baseline.cpu_ms_per_query(),
-            baseline_name="embed+direct query",
-            goal="informational",
-        ),
-        Figure(
-            AREA,
-            "  hop floor CPU/query, all processes",
-            floor.cpu_ms_per_query(),
-            "ms",
-            baseline=baseline.cpu_ms_per_query(),
-            baseline_name="embed+direct query",
-        ),
-    ]
-    for process in PROCESSES:
-        figures.append(
-            Figure(
-                AREA,
-                f"  CPU/query in {process} (server: phoenix-memory, the floor's)",
-                served.cpu_ms_per_query(process),
-                "ms",
-                baseline=floor.cpu_ms_per_query(process),
-                baseline_name="hop floor",
-            )
-        )
+    ]  # fmt: skip
     figures += [
         Figure(AREA, "  direct: embed p50", percentile(embed_ms, 50), "ms"),
         Figure(AREA, "  direct: Qdrant query p50", percentile(search_ms, 50), "ms"),
