@@ -117,20 +117,20 @@ async def set_serving(
 def new_server(
     *,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
-    tracing: bool = True,
     tracer_provider: TracerProvider | None = None,
 ) -> grpc.aio.Server:
-    """A grpc.aio server that continues callers' traces and maps domain errors to status codes.
+    """A grpc.aio server that maps domain errors to status codes, and with a
+    ``tracer_provider`` (configure_tracing's, when spans are exported) continues callers'
+    traces.
 
     OpenTelemetry's interceptor is outermost, so a span covers the whole call and
-    records the status code the error mapping produced. It uses ``tracer_provider``, or
-    the global one. ``tracing=False`` leaves it out: with no provider configured its spans
-    are no-ops, yet it still costs every call a wrapped handler and context (about a
-    tenth of a millisecond of the tools service's warm path).
+    records the status code the error mapping produced. Without a provider it is left
+    out: its spans would be no-ops, yet it wraps every call (0.27 ms per call on a no-op
+    call here, 2.12 against 2.38 ms; docs/tools.md).
     """
     outer: list[grpc.aio.ServerInterceptor] = (
         [aio_server_interceptor(tracer_provider=tracer_provider)]  # type: ignore[no-untyped-call]
-        if tracing
+        if tracer_provider is not None
         else []
     )
     return grpc.aio.server(

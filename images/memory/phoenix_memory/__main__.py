@@ -10,8 +10,8 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import TYPE_CHECKING
 
-from opentelemetry.trace import TracerProvider
 from pydantic import ValidationError
 
 from phoenix_common import logging as phoenix_logging
@@ -20,6 +20,9 @@ from phoenix_common.metrics import serve_metrics
 from phoenix_common.settings import config_error_message
 from phoenix_common.telemetry import configure_tracing
 from phoenix_memory.settings import MemorySettings
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 logger = logging.getLogger("phoenix_memory")
 

@@ -157,11 +157,7 @@ async def start(
     is a server span continuing the caller's trace; without one no tracing interceptor
     runs (with no provider its spans would be no-ops, yet cost every call a wrapper).
     """
-    server = grpc_server.new_server(
-        interceptors=interceptors,
-        tracing=tracer_provider is not None,
-        tracer_provider=tracer_provider,
-    )
+    server = grpc_server.new_server(interceptors=interceptors, tracer_provider=tracer_provider)
     add_servicer: Any = memory_pb2_grpc.add_MemoryServiceServicer_to_server  # untyped stub
     add_servicer(MemoryServicer(archive), server)
     checker = grpc_server.add_standard_services(server, [SERVICE_NAME])

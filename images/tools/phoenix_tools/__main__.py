@@ -24,7 +24,7 @@ from phoenix_tools.policy_store import PolicyFileError
 from phoenix_tools.settings import ToolsSettings
 
 if TYPE_CHECKING:
-    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import TracerProvider
 
 logger = logging.getLogger("phoenix_tools")
 EXIT_CONFIG = 2

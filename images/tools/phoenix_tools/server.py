@@ -107,9 +107,7 @@ async def start(
     )
     memory = MemoryClient(settings.memory_grpc_addr, settings.memory_timeout_ms / 1000)
     executor = ToolExecutor(runtime, policies, options, memory)
-    server = grpc_server.new_server(
-        tracing=tracer_provider is not None, tracer_provider=tracer_provider
-    )
+    server = grpc_server.new_server(tracer_provider=tracer_provider)
     servicer = ToolExecutorServicer(executor)
     tools_pb2_grpc.add_ToolExecutorServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     checker = grpc_server.add_standard_services(server, [SERVICE_NAME])
