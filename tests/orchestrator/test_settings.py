@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
+from phoenix_common.settings import config_error_message
 from phoenix_orchestrator.__main__ import main
 from phoenix_orchestrator.settings import GrpcEndpoint, OrchestratorSettings, grpc_endpoint
 
@@ -74,8 +76,35 @@ def test_grpc_addresses_accept_the_original_http_form() -> None:
         "memory.ns.svc", 443, tls=True
     )
     assert grpc_endpoint("http://[::1]:50052") == GrpcEndpoint("::1", 50052, tls=False)
+    assert grpc_endpoint("http://memory:50052/") == GrpcEndpoint("memory", 50052, tls=False)
     with pytest.raises(ValueError, match="host:port"):
         grpc_endpoint("http://memory")
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "http://memory:50052/memory.MemoryService",
+        "http://memory:50052?tls=1",
+        "http://memory:50052#x",
+    ],
+)
+def test_grpc_addresses_with_parts_a_channel_would_drop_are_refused(address: str) -> None:
+    """A path, query or fragment would be silently ignored by the channel."""
+    with pytest.raises(ValueError, match="nothing after the port"):
+        grpc_endpoint(address)
+    with pytest.raises(ValueError, match="memory_grpc_addr"):
+        OrchestratorSettings(_env_file=None, memory_grpc_addr=address)
+
+
+def test_a_grpc_address_with_a_user_is_refused_without_echoing_it() -> None:
+    """What the process prints on exit (config_error_message) names the rule, not the value."""
+    with pytest.raises(ValidationError, match="no user") as raised:
+        OrchestratorSettings(_env_file=None, memory_grpc_addr="http://user:secret@memory:50052")
+    printed = config_error_message("orchestrator", raised.value)
+    assert "memory_grpc_addr" in printed
+    assert "no user" in printed
+    assert "secret" not in printed
 
 
 @pytest.mark.parametrize(

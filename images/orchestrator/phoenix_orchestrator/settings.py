@@ -45,6 +45,14 @@ def grpc_endpoint(address: str) -> GrpcEndpoint:
     parts = urlsplit(address if "://" in address else f"http://{address}")
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.port is None:
         raise ValueError(f"expected http://host:port or https://host:port, got {address!r}")
+    # A gRPC channel has nowhere to put these: refuse them rather than drop them unseen.
+    if parts.username is not None:  # not echoed: it may hold a password
+        raise ValueError("expected http://host:port or https://host:port with no user in it")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(
+            f"expected http://host:port or https://host:port with nothing after the port, "
+            f"got {address!r}"
+        )
     return GrpcEndpoint(parts.hostname, parts.port, tls=parts.scheme == "https")
 
 
