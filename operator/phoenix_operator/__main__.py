@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     # lightkube's HTTP library logs every request at INFO: the write metrics count them.
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     kopf_barrier.install()  # linear start-up over many indexed objects (see the module)
-    kopf_bodies.install()  # no managedFields in what kopf holds (see the module)
+    # No managedFields in what kopf holds, and children as metadata plus LiveChild (see it).
+    kopf_bodies.install(handlers.PROJECTIONS)
     registry = kopf.OperatorRegistry()
     handlers.register(registry, settings)
     liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None

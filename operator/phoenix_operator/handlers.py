@@ -29,7 +29,7 @@ import kopf
 
 from phoenix_common.errors import DependencyUnavailable
 from phoenix_common.metrics import serve_metrics
-from phoenix_operator import kube, metrics, naming
+from phoenix_operator import kopf_bodies, kube, metrics, naming
 from phoenix_operator.api import FINALIZER, GROUP, KIND, PLURAL, VERSION
 from phoenix_operator.reconcile import children
 from phoenix_operator.reconcile.children import LiveChild, TwinKey
@@ -53,6 +53,10 @@ CHILD_RESOURCES = (
     ("networking.k8s.io", "v1", "networkpolicies"),
 )
 MANAGED = {naming.MANAGED_BY_LABEL: naming.MANAGER}
+# What kopf keeps of each child as it arrives (kopf_bodies): metadata plus its LiveChild.
+PROJECTIONS: dict[tuple[str, str], kopf_bodies.Projection] = {
+    (group, plural): children.projected for group, _version, plural in CHILD_RESOURCES
+}
 
 
 @dataclass(frozen=True)
@@ -108,7 +112,7 @@ async def children_index(body: kopf.Body, **_: Any) -> Any:
     twin = children.twin_of(body)
     if twin is None:
         return None
-    return {twin: children.live_child(body)}
+    return {twin: children.of(body)}
 
 
 # ---------------------------------------------------------------------- lifecycle
@@ -238,7 +242,7 @@ async def child_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_:
     state = operator.reconciler.state(twin)
     if state is None:  # not reconciled in this process yet: its resume handler will
         return
-    child = children.live_child(body)
+    child = children.of(body)
     deleted = type == "DELETED"
     state.seen(child.key, child.revision, deleted=deleted)
     echo = not deleted and state.verified.get(child.key) == child.digest

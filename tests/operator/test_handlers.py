@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import kopf
+import pytest
 
 from phoenix_operator import handlers
 from phoenix_operator.reconcile import children
@@ -67,6 +68,25 @@ async def test_the_children_index_keeps_a_compact_comparable_record_per_twin() -
     assert child.rollout.ready_replicas == 1
 
 
+async def test_a_projected_child_indexes_as_the_full_object_without_its_spec() -> None:
+    full = deployment()
+    projected = children.projected(deployment())
+    assert set(projected) == {"apiVersion", "kind", "metadata", children.LIVE_CHILD_FIELD}
+    assert "managedFields" not in projected["metadata"]
+    assert projected["metadata"]["labels"] == full["metadata"]["labels"]  # kopf's filters
+    assert projected["metadata"]["uid"] == "d-1"  # kopf's per-object identity
+    from_full = await handlers.children_index(body=kopf.Body(full))  # type: ignore[arg-type]
+    from_projected = await handlers.children_index(body=kopf.Body(projected))  # type: ignore[arg-type]
+    assert from_projected == from_full
+    ((_, child),) = from_projected.items()
+    assert child.body()["spec"] == full["spec"]  # the comparison still sees the spec
+
+
+def test_every_child_kind_is_projected_and_twins_are_not() -> None:
+    assert set(handlers.PROJECTIONS) == {(g, p) for g, _, p in handlers.CHILD_RESOURCES}
+    assert ("phoenixtwin.io", "phoenixtwins") not in handlers.PROJECTIONS
+
+
 async def test_a_status_only_change_keeps_the_childs_digest() -> None:
     before = children.live_child(deployment())
     after_body = deployment(resourceVersion="43")
@@ -113,7 +133,13 @@ def test_kopf_keeps_a_diff_base_for_twins_and_copies_no_child() -> None:
     assert storage.build(body=kopf.Body(child)) == {}
 
 
-async def test_child_events_queue_their_twin_once_and_echoes_not_at_all(tmp_path: Path) -> None:
+@pytest.mark.parametrize("project", [False, True], ids=["full", "projected"])
+async def test_child_events_queue_their_twin_once_and_echoes_not_at_all(
+    tmp_path: Path, project: bool
+) -> None:
+    def as_kopf_holds(obj: dict[str, Any]) -> kopf.Body:
+        return kopf.Body(children.projected(obj) if project else obj)  # type: ignore[arg-type]
+
     kube, view = FakeKube(), FakeView()
     reconciler = Reconciler(
         view,
@@ -132,12 +158,12 @@ async def test_child_events_queue_their_twin_once_and_echoes_not_at_all(tmp_path
     await reconciler.reconcile(("team-a", "alice"), "create")
     events = view.deliver(kube)
     for _, child, _ in events:  # the watch delivers the operator's own 20 writes
-        body = kopf.Body(kube.objects[(child.kind, "team-a", child.name)])  # type: ignore[arg-type]
+        body = as_kopf_holds(kube.objects[(child.kind, "team-a", child.name)])
         await handlers.child_changed(type="ADDED", body=body, memo=memo)
     assert len(queue) == 1  # only the Deployments' events (their status feeds the twin's)
 
     kube.edit("ConfigMap", "team-a", "alice-gateway-env", data={"GATEWAY_PORT": "1"})
-    edited = kopf.Body(kube.objects[("ConfigMap", "team-a", "alice-gateway-env")])  # type: ignore[arg-type]
+    edited = as_kopf_holds(kube.objects[("ConfigMap", "team-a", "alice-gateway-env")])
     for _ in range(5):
         await handlers.child_changed(type="MODIFIED", body=edited, memo=memo)
     assert len(queue) == 1  # coalesced into the waiting request

@@ -161,6 +161,48 @@ def live_child(body: Mapping[str, Any]) -> LiveChild:
     )
 
 
+# The key under which a projected child carries its LiveChild. Not a Kubernetes field: it
+# only exists in what kopf holds (kopf_bodies), never in anything sent to the API server.
+LIVE_CHILD_FIELD = "phoenixtwin.io/live-child"
+
+# What kopf reads of an object (identity, filters, finalizers, deletion, owners).
+_PROJECTED_METADATA = (
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "finalizers",
+    "labels",
+    "annotations",
+    "ownerReferences",
+)
+
+
+def projected(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A child as kopf should hold it: its metadata and its LiveChild, no spec or status.
+
+    The watch stream applies this to every child as it arrives (kopf_bodies), so kopf
+    holds ~1 KiB per child where the full object was tens of KiB of nested dicts, and
+    the index and event handlers read the LiveChild instead of compacting it each.
+    """
+    meta = body.get("metadata") or {}
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {k: meta[k] for k in _PROJECTED_METADATA if k in meta},
+        LIVE_CHILD_FIELD: live_child(body),
+    }
+
+
+def of(body: Mapping[str, Any]) -> LiveChild:
+    """A child's LiveChild: the one its projection carries, else compacted from the body."""
+    carried = body.get(LIVE_CHILD_FIELD)
+    return carried if isinstance(carried, LiveChild) else live_child(body)
+
+
 def twin_of(body: Mapping[str, Any]) -> TwinKey | None:
     """The (namespace, twin) a child belongs to, from its twin label."""
     meta = body.get("metadata") or {}
