@@ -172,11 +172,10 @@ def start(
 def _start_provisioner(state: ClusterState, running: dict[str, subprocess.Popen[bytes]]) -> None:
     """The default StorageClass and its provisioner (localcluster.volumes), for PVCs."""
     workdir = Path(state.workdir)
-    node_name = state.names.node_name if state.node == "real" else fakenode.NODE_NAME
     procs.kubectl(Path(state.bindir), Path(state.kubeconfig), "apply", "-f", "-",
                   stdin=json.dumps(volumes.STORAGE_CLASS))  # fmt: skip
     argv = [sys.executable, "-m", "localcluster.volumes", f"--kubeconfig={state.kubeconfig}",
-            f"--root={workdir / 'volumes'}", f"--node={node_name}"]  # fmt: skip
+            f"--root={workdir / 'volumes'}"]  # fmt: skip
     running["volumes"] = procs.spawn(
         "volumes", argv, workdir / "logs", env={"PYTHONPATH": str(REPO)}
     )

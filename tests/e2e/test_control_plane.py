@@ -199,18 +199,27 @@ def test_kubectl_reports_the_real_server_version_and_a_ready_node(
 def test_a_claim_without_a_class_binds_through_the_default_one(
     kube_cluster: KubeCluster, namespace: str
 ) -> None:
-    """A twin's orchestrator StatefulSet claims storage without naming a class."""
-    kube_cluster.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": "state", "namespace": namespace},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        }
-    )
+    """A twin's orchestrator StatefulSet claims storage without naming a class.
+
+    The claim binds once a Pod uses it (the local class binds on first use, as kind's and
+    most local-volume classes do), and its volume is pinned to the node of that Pod.
+    """
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "state", "namespace": namespace},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "claimant", "namespace": namespace},
+        "spec": {
+            "containers": [{"name": "app", "image": "registry.invalid/app:1"}],
+            "volumes": [{"name": "state", "persistentVolumeClaim": {"claimName": "state"}}],
+        },
+    }
+    kube_cluster.apply(claim, pod)
     wait_for(
         lambda: kube_cluster.get("pvc", "state", "-n", namespace)["status"].get("phase") == "Bound",
         what="PersistentVolumeClaim state to be Bound",
@@ -220,6 +229,17 @@ def test_a_claim_without_a_class_binds_through_the_default_one(
     assert claim["spec"]["storageClassName"] == volume["spec"]["storageClassName"]
     assert volume["spec"]["capacity"]["storage"] == "1Gi"
     assert volume["spec"]["claimRef"]["uid"] == claim["metadata"]["uid"]
+    if kube_cluster.local:
+        wait_for(
+            lambda: bool(
+                kube_cluster.get("pod", "claimant", "-n", namespace)["spec"].get("nodeName")
+            ),
+            what="Pod claimant to be scheduled",
+        )
+        node = kube_cluster.get("pod", "claimant", "-n", namespace)["spec"]["nodeName"]
+        (term,) = volume["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"]
+        assert term["matchExpressions"][0]["values"] == [node]
+    kube_cluster.kubectl("delete", "pod", "claimant", "-n", namespace, "--wait=true")
     kube_cluster.kubectl("delete", "pvc", "state", "-n", namespace)
     wait_for(
         lambda: (

@@ -8,9 +8,15 @@ from typing import Any
 from localcluster import volumes
 
 
-def claim(**spec: Any) -> dict[str, Any]:
+def claim(node: str | None = "node-a", **spec: Any) -> dict[str, Any]:
+    annotations = {volumes.SELECTED_NODE: node} if node else {}
     return {
-        "metadata": {"name": "state-orchestrator-0", "namespace": "twins", "uid": "u-1"},
+        "metadata": {
+            "name": "state-orchestrator-0",
+            "namespace": "twins",
+            "uid": "u-1",
+            "annotations": annotations,
+        },
         "spec": {
             "storageClassName": "standard",
             "accessModes": ["ReadWriteOnce"],
@@ -21,8 +27,9 @@ def claim(**spec: Any) -> dict[str, Any]:
     }
 
 
-def test_serves_pending_claims_of_its_class_only() -> None:
+def test_serves_pending_claims_of_its_class_once_their_pod_has_a_node() -> None:
     assert volumes.wants_volume(claim())
+    assert not volumes.wants_volume(claim(node=None))  # no Pod scheduled yet: wait
     assert not volumes.wants_volume(claim(storageClassName="fast"))
     assert not volumes.wants_volume(claim(volumeName="pvc-u-1"))
     bound = claim()
@@ -35,6 +42,7 @@ def test_serves_pending_claims_of_its_class_only() -> None:
 
 def test_the_volume_is_local_pinned_to_the_node_and_pre_bound_to_its_claim() -> None:
     pv = volumes.persistent_volume(claim(), Path("/w/volumes/pvc-u-1"), "node-a")
+    assert volumes.selected_node(claim()) == "node-a"
     assert pv["metadata"]["name"] == "pvc-u-1"
     assert pv["metadata"]["annotations"]["pv.kubernetes.io/provisioned-by"] == volumes.PROVISIONER
     spec = pv["spec"]
@@ -60,3 +68,5 @@ def test_the_storage_class_is_the_default_and_names_this_provisioner() -> None:
     assert meta["name"] == "standard"
     assert meta["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
     assert volumes.STORAGE_CLASS["provisioner"] == volumes.PROVISIONER
+    # Bound once a Pod is scheduled, on that Pod's node (see the module).
+    assert volumes.STORAGE_CLASS["volumeBindingMode"] == "WaitForFirstConsumer"
