@@ -164,7 +164,9 @@ async def startup(memo: kopf.Memo, **kwargs: Any) -> None:
     settings: OperatorSettings = memo["settings"]
     serve_metrics(settings.metrics_port)
     client = kube.LightkubeClient.from_environment(
-        timeout=settings.request_timeout_seconds, attempts=settings.write_attempts
+        timeout=settings.request_timeout_seconds,
+        attempts=settings.write_attempts,
+        connections=settings.api_connections,
     )
     view = IndexView(twin_index=kwargs["twins"], child_index=kwargs["children"])
     memo["operator"] = start_operator(settings, view, client)

@@ -78,6 +78,14 @@ class OperatorSettings(CommonSettings):
         validation_alias="PHOENIX_OPERATOR_LIST_CHUNK_SIZE",
         description="Page size of the watches' initial lists.",
     )
+    api_connections: int = Field(
+        16,
+        ge=1,
+        le=256,
+        validation_alias="PHOENIX_OPERATOR_API_CONNECTIONS",
+        description="HTTP connections to the API server for the operator's writes, all kept "
+        "open; further requests wait for one (kopf's watches have their own).",
+    )
     request_timeout_seconds: float = Field(
         30.0, gt=0, validation_alias="PHOENIX_OPERATOR_REQUEST_TIMEOUT_SECONDS"
     )
