@@ -192,7 +192,8 @@ class LightkubeClient:
         """
         config = KubeConfig.from_env()
         single = config.get()
-        assert single.user is not None, "lightkube's config always has a user"
+        if single is None or single.user is None:
+            raise ConfigError("the kubeconfig names no current context with a user")
         transport = httpx2.AsyncHTTPTransport(
             verify=verify_cluster(single.cluster, single.user, single.abs_file),
             limits=httpx2.Limits(
