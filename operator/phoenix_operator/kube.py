@@ -39,6 +39,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from phoenix_operator import metrics
 from phoenix_operator.api import GROUP, KIND, PLURAL, VERSION
+from phoenix_operator.kube_transport import AiohttpTransport
 from phoenix_operator.naming import MANAGER
 
 Manifest = dict[str, Any]
@@ -185,20 +186,17 @@ class LightkubeClient:
     ) -> LightkubeClient:
         """In a pod: its service account; elsewhere: KUBECONFIG (exec plugins included).
 
-        At most ``connections`` HTTP connections, all kept alive. httpx's default pool
-        (100 connections, 20 kept) made a burst of applies open and close TLS connections
-        over and over, and probes every idle connection's socket on each request: 13% of
-        the operator's CPU while 200 twins were created (docs/operator.md).
+        Requests go over aiohttp (``kube_transport``) on at most ``connections`` kept-alive
+        connections. httpx's own pool (100 connections, 20 kept) made a burst of applies
+        open and close TLS connections and probe every idle one on each request, and its
+        HTTP/1.1 over anyio cost several times aiohttp's CPU per request (docs/operator.md).
         """
         config = KubeConfig.from_env()
         single = config.get()
         if single is None or single.user is None:
             raise ConfigError("the kubeconfig names no current context with a user")
-        transport = httpx2.AsyncHTTPTransport(
-            verify=verify_cluster(single.cluster, single.user, single.abs_file),
-            limits=httpx2.Limits(
-                max_connections=connections, max_keepalive_connections=connections
-            ),
+        transport = AiohttpTransport(
+            verify_cluster(single.cluster, single.user, single.abs_file), connections=connections
         )
         client = AsyncClient(
             config,
