@@ -34,6 +34,7 @@ from typing import Any
 import psutil
 
 import localcluster
+from bench.readiness import Readiness, available, twin_ready
 from bench.report import Figure
 from localcluster.fakenode import FAKE_NODE
 from tests.e2e.kube import KubeCluster, wait_for
@@ -133,28 +134,13 @@ def _rendered_objects(namespaces: list[str]) -> list[dict[str, Any]]:
 
 
 def _available_workloads(kube: KubeCluster, namespaces: list[str]) -> int:
-    """Deployments and StatefulSets (the orchestrator) fully available."""
+    """Deployments and StatefulSets (the orchestrator) fully available, as the API lists them."""
     items = kube.get("deployments,statefulsets", "-A")["items"]
-    return sum(
-        1
-        for d in items
-        if d["metadata"]["namespace"] in namespaces
-        and d.get("status", {}).get("availableReplicas", 0) >= d["spec"]["replicas"]
-        and d.get("status", {}).get("observedGeneration", 0) >= d["metadata"]["generation"]
-    )
+    return sum(d["metadata"]["namespace"] in namespaces and available(d) for d in items)
 
 
 def _ready_twins(kube: KubeCluster) -> int:
-    items = kube.get("ptwin", "-A")["items"]
-    return sum(
-        1
-        for t in items
-        if any(
-            c.get("type") == "Ready" and c.get("status") == "True"
-            for c in (t.get("status") or {}).get("conditions") or []
-        )
-        and (t.get("status") or {}).get("observedGeneration") == t["metadata"]["generation"]
-    )
+    return sum(twin_ready(t) for t in kube.get("ptwin", "-A")["items"])
 
 
 def _apiserver_writes(kube: KubeCluster) -> float:
@@ -197,6 +183,10 @@ def _baseline(kube: KubeCluster) -> float:
     namespaces = _namespaces("kubectl")
     _create_namespaces(kube, namespaces)
     objects = _rendered_objects(namespaces)
+    workloads = [
+        Readiness(kube.kubeconfig, ("apps", "v1", kind, plural), namespaces, available)
+        for kind, plural in (("Deployment", "deployments"), ("StatefulSet", "statefulsets"))
+    ]
     started = time.monotonic()
     kube.kubectl(
         "apply",
@@ -208,12 +198,15 @@ def _baseline(kube: KubeCluster) -> float:
         timeout=TIMEOUT,
     )
     wait_for(
-        lambda: _available_workloads(kube, namespaces) == TWINS * 4,
+        lambda: sum(watch.count() for watch in workloads) == TWINS * 4,
         what="every baseline workload available",
         timeout=TIMEOUT,
-        interval=2,
+        interval=0.5,
     )
     elapsed = time.monotonic() - started
+    for watch in workloads:
+        watch.stop()
+    assert _available_workloads(kube, namespaces) == TWINS * 4  # the API's own list agrees
     # Gone before the operator's turn: both sides start from an empty cluster.
     kube.kubectl("delete", "namespace", *namespaces, f"--timeout={TIMEOUT}s", timeout=TIMEOUT)
     return elapsed
@@ -286,18 +279,24 @@ def run() -> list[Figure]:
             operator.start()
             idle_rss = _rss(operator)
             twins = [twin(f"twin-{i}", namespaces[i % NAMESPACES]) for i in range(TWINS)]
+            ready_twins = Readiness(
+                kube.kubeconfig, ("phoenixtwin.io", "v1alpha1", "PhoenixTwin", "phoenixtwins"),
+                namespaces, twin_ready,
+            )  # fmt: skip
             started = time.monotonic()
             kube.kubectl(  # kubectl applies one object at a time: minutes for 1,000 twins
                 "apply", "--server-side", "-f", "-", timeout=TIMEOUT,
                 stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": twins}),
             )  # fmt: skip
             wait_for(
-                lambda: _ready_twins(kube) == TWINS,
+                lambda: ready_twins.count() == TWINS,
                 what=f"{TWINS} twins Ready",
                 timeout=TIMEOUT,
-                interval=2,
+                interval=0.5,
             )
             ready = time.monotonic() - started
+            ready_twins.stop()
+            assert _ready_twins(kube) == TWINS  # the API's own list agrees
             _progress(f"operator all Ready {ready:.1f} s (idle RSS {idle_rss:.1f} MiB)")
             create_echoes = _counter(operator, "phoenix_operator_child_events_total")
             create_child_reconciles = _reconciles(operator, "child")

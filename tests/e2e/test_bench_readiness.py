@@ -1,0 +1,62 @@
+"""bench.readiness on the real API server: the operator bench's watch-kept count of ready
+objects agrees with what the API lists, as objects become ready and go away."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.readiness import Readiness, available
+from tests.e2e.kube import KubeCluster, wait_for
+
+
+def deployment(name: str, namespace: str, replicas: int) -> dict[str, Any]:
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]},
+            },
+        },
+    }
+
+
+def listed_available(kube: KubeCluster, namespace: str) -> int:
+    return sum(available(d) for d in kube.get("deployments", "-n", namespace)["items"])
+
+
+def test_the_count_follows_the_api_without_polling_it(
+    kube_cluster: KubeCluster, namespace: str
+) -> None:
+    kube_cluster.apply(deployment("before", namespace, 1))  # exists before the watch starts
+    wait_for(lambda: listed_available(kube_cluster, namespace) == 1, what="before available")
+    other = Readiness(kube_cluster.kubeconfig, ("apps", "v1", "Deployment", "deployments"),
+                      ["elsewhere"], available)  # fmt: skip
+    watched = Readiness(kube_cluster.kubeconfig, ("apps", "v1", "Deployment", "deployments"),
+                        [namespace], available)  # fmt: skip
+    wait_for(lambda: watched.count() == 1, what="the existing Deployment counted")
+
+    kube_cluster.apply(deployment("a", namespace, 2), deployment("b", namespace, 1))
+    wait_for(lambda: watched.count() == 3, what="three Deployments counted available")
+    assert listed_available(kube_cluster, namespace) == 3
+
+    kube_cluster.apply(deployment("unschedulable", namespace, 1) | {
+        "spec": deployment("unschedulable", namespace, 1)["spec"] | {
+            "template": {
+                "metadata": {"labels": {"app": "unschedulable"}},
+                "spec": {
+                    "nodeSelector": {"no-such-node": "true"},
+                    "containers": [{"name": "app", "image": "registry.invalid/app:1"}],
+                },
+            }
+        }
+    })  # fmt: skip
+    kube_cluster.kubectl("delete", "deployment", "b", "-n", namespace, "--wait=true")
+    wait_for(lambda: watched.count() == 2, what="the deleted Deployment uncounted")
+    assert listed_available(kube_cluster, namespace) == 2  # the unschedulable one is not
+    assert other.count() == 0  # another namespace's watch saw none of them
