@@ -8,7 +8,7 @@ lightkube's: a real API server with TLS and client-certificate authentication pr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import psutil
@@ -40,9 +40,9 @@ def _connections_to(port: int) -> set[int]:
 
 
 @pytest.fixture
-def kubeconfig_env(kube_cluster: KubeCluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+def kubeconfig_env(kube_cluster: KubeCluster, monkeypatch: pytest.MonkeyPatch) -> int:
     monkeypatch.setenv("KUBECONFIG", kube_cluster.kubeconfig)
-    yield _apiserver_port(kube_cluster)
+    return _apiserver_port(kube_cluster)
 
 
 async def test_a_burst_of_requests_shares_a_bounded_set_of_kept_connections(
@@ -55,16 +55,17 @@ async def test_a_burst_of_requests_shares_a_bounded_set_of_kept_connections(
     client = LightkubeClient.from_environment(timeout=30, attempts=3, connections=CONNECTIONS)
     try:
 
+        def configmap(i: int, mark: str) -> dict[str, Any]:
+            return {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": f"pool-{i}", "namespace": namespace},
+                "data": {"mark": mark},
+            }
+
         async def burst(mark: str) -> set[int]:
             written = await asyncio.gather(
-                *(
-                    client.apply({
-                        "apiVersion": "v1", "kind": "ConfigMap",
-                        "metadata": {"name": f"pool-{i}", "namespace": namespace},
-                        "data": {"mark": mark},
-                    })  # fmt: skip
-                    for i in range(CONCURRENT)
-                )
+                *(client.apply(configmap(i, mark)) for i in range(CONCURRENT))
             )
             assert [body["data"]["mark"] for body in written] == [mark] * CONCURRENT
             return _connections_to(port) - before
@@ -74,7 +75,8 @@ async def test_a_burst_of_requests_shares_a_bounded_set_of_kept_connections(
         second = await burst("two")
         assert second == first, "the second burst opened new connections"
         stored = await client.get("v1", "ConfigMap", namespace, f"pool-{CONCURRENT - 1}")
-        assert stored is not None and stored["data"] == {"mark": "two"}
+        assert stored is not None
+        assert stored["data"] == {"mark": "two"}
     finally:
         await client.close()
     assert _connections_to(port) - before == set()
