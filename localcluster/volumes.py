@@ -180,12 +180,12 @@ def follow(client: Client, root: Path, kind: Kind, handle: Handler) -> None:
     A failed ``handle`` is logged; the periodic full pass (``reconcile``) retries it.
     """
     while True:
-        events: Iterator[tuple[str, PersistentVolumeClaim | PersistentVolume]] = (
-            client.watch(PersistentVolumeClaim, namespace="*", on_error=_retry_watch)
-            if kind is PersistentVolumeClaim
-            else client.watch(PersistentVolume, on_error=_retry_watch)
-        )
         try:
+            events: Iterator[tuple[str, PersistentVolumeClaim | PersistentVolume]] = (
+                client.watch(PersistentVolumeClaim, namespace="*", on_error=_retry_watch)
+                if kind is PersistentVolumeClaim
+                else client.watch(PersistentVolume, on_error=_retry_watch)
+            )
             for _type, obj in events:
                 try:
                     handle(client, root, obj.to_dict())

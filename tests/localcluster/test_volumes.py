@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+from lightkube.resources.core_v1 import PersistentVolumeClaim
+
 from localcluster import volumes
 
 
@@ -70,3 +73,51 @@ def test_the_storage_class_is_the_default_and_names_this_provisioner() -> None:
     assert volumes.STORAGE_CLASS["provisioner"] == volumes.PROVISIONER
     # Bound once a Pod is scheduled, on that Pod's node (see the module).
     assert volumes.STORAGE_CLASS["volumeBindingMode"] == "WaitForFirstConsumer"
+
+
+class _Stop(BaseException):
+    """Ends ``follow``'s endless loop in a test (a BaseException: ``follow`` must not catch it)."""
+
+
+class _Object:
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.body = body
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.body
+
+
+class _WatchingClient:
+    """Serves scripted watches: each a list of events, or an exception the watch raises."""
+
+    def __init__(self, *watches: list[tuple[str, dict[str, Any]]] | BaseException) -> None:
+        self.watches = list(watches)
+        self.calls = 0
+
+    def watch(self, kind: object, **_: Any) -> Any:
+        self.calls += 1
+        script = self.watches.pop(0)
+        if isinstance(script, BaseException):
+            raise script
+        return iter([(event, _Object(body)) for event, body in script])
+
+
+def test_follow_hands_every_event_on_and_outlives_failures(tmp_path: Path) -> None:
+    """A handler's failure skips one event; a watch that breaks is started again."""
+    handled: list[str] = []
+
+    def handle(client: Any, root: Path, body: dict[str, Any]) -> None:
+        if body["metadata"]["name"] == "bad":
+            raise RuntimeError("handler failed")
+        handled.append(body["metadata"]["name"])
+
+    client = _WatchingClient(
+        [("ADDED", claim()), ("MODIFIED", {"metadata": {"name": "bad"}})],
+        ValueError("not an HTTP error: the watch itself broke"),
+        [("ADDED", {"metadata": {"name": "after-restart"}})],
+        _Stop(),
+    )
+    with pytest.raises(_Stop):
+        volumes.follow(client, tmp_path, PersistentVolumeClaim, handle)  # type: ignore[arg-type]
+    assert handled == ["state-orchestrator-0", "after-restart"]
+    assert client.calls == 4
