@@ -3,27 +3,8 @@ objects agrees with what the API lists, as objects become ready and go away."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from bench.readiness import Readiness, available
-from tests.e2e.kube import KubeCluster, wait_for
-
-
-def deployment(name: str, namespace: str, replicas: int) -> dict[str, Any]:
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]},
-            },
-        },
-    }
+from tests.e2e.kube import KubeCluster, deployment, wait_for
 
 
 def listed_available(kube: KubeCluster, namespace: str) -> int:

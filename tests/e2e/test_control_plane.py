@@ -7,24 +7,7 @@ import re
 import uuid
 from typing import Any
 
-from tests.e2e.kube import KubeCluster, wait_for
-
-
-def _deployment(name: str, namespace: str, replicas: int = 2) -> dict[str, Any]:
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]},
-            },
-        },
-    }
+from tests.e2e.kube import KubeCluster, deployment, wait_for
 
 
 def _condition(obj: dict[str, Any], kind: str) -> str | None:
@@ -35,7 +18,7 @@ def _condition(obj: dict[str, Any], kind: str) -> str | None:
 
 
 def test_a_deployment_becomes_available(kube_cluster: KubeCluster, namespace: str) -> None:
-    kube_cluster.apply(_deployment("web", namespace, replicas=2))
+    kube_cluster.apply(deployment("web", namespace, replicas=2))
 
     def available() -> bool:
         dep = kube_cluster.get("deployment", "web", "-n", namespace)
@@ -99,7 +82,7 @@ def test_a_namespace_with_running_pods_is_deleted_completely(kube_cluster: KubeC
         ),
         what="the namespace's default ServiceAccount",
     )
-    kube_cluster.apply(_deployment("doomed", name, replicas=1))
+    kube_cluster.apply(deployment("doomed", name, replicas=1))
     wait_for(
         lambda: (
             _condition(kube_cluster.get("deployment", "doomed", "-n", name), "Available") == "True"

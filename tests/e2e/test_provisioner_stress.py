@@ -24,11 +24,8 @@ CLAIMS = int(os.environ.get("PHOENIX_STRESS_CLAIMS", "24"))
 
 @pytest.fixture
 def build_load() -> Iterator[BuildLoad]:
-    load = BuildLoad().start()
-    try:
+    with BuildLoad() as load:
         yield load
-    finally:
-        load.stop()
 
 
 def claim_and_pod(i: int, namespace: str) -> tuple[dict[str, Any], dict[str, Any]]:

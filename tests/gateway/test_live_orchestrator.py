@@ -465,11 +465,8 @@ STREAM_CYCLES = int(os.environ.get("PHOENIX_STREAM_CYCLES", "20"))
 
 @pytest.fixture
 def build_load() -> Iterator[BuildLoad]:
-    load = BuildLoad().start()
-    try:
+    with BuildLoad() as load:
         yield load
-    finally:
-        load.stop()
 
 
 @pytest.mark.stress

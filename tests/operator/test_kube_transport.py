@@ -53,6 +53,15 @@ def config(server: str) -> KubeConfig:
     )
 
 
+async def apply_once(server: str, *, attempts: int = 3) -> dict[str, Any]:
+    """One apply of CONFIGMAP through a fresh client, closed afterwards."""
+    client = client_for(server, attempts=attempts)
+    try:
+        return await client.apply(CONFIGMAP)
+    finally:
+        await client.close()
+
+
 def client_for(server: str, *, attempts: int = 3) -> LightkubeClient:
     transport = AiohttpTransport(ssl.create_default_context(), connections=2)
     lightkube = AsyncClient(config(server), transport=transport, timeout=httpx2.Timeout(5))
@@ -86,11 +95,7 @@ async def test_an_apply_arrives_as_lightkube_sent_it_and_its_answer_comes_back()
         return kube_json(stored)
 
     async with serving(answer) as (server, seen):
-        client = client_for(server)
-        try:
-            written = await client.apply(CONFIGMAP)
-        finally:
-            await client.close()
+        written = await apply_once(server)
     (request,) = seen
     assert request.method == "PATCH"
     assert request.path == "/api/v1/namespaces/team-a/configmaps/alice-gateway-env"
@@ -128,12 +133,8 @@ async def test_an_api_error_keeps_its_status() -> None:
         return kube_json(status, status=422)
 
     async with serving(answer) as (server, seen):
-        client = client_for(server)
-        try:
-            with pytest.raises(KubeError) as raised:
-                await client.apply(CONFIGMAP)
-        finally:
-            await client.close()
+        with pytest.raises(KubeError) as raised:
+            await apply_once(server)
     assert raised.value.status == 422
     assert "spec.replicas: Invalid value" in str(raised.value)
     assert len(seen) == 1  # not transient: not retried
@@ -148,12 +149,8 @@ async def test_a_refused_connection_is_a_transport_error_and_is_retried() -> Non
     with pytest.raises(httpx2.ConnectError):
         await transport.handle_async_request(request)
     await transport.aclose()
-    client = client_for(f"http://127.0.0.1:{port}", attempts=2)
-    try:
-        with pytest.raises(KubeError) as raised:
-            await client.apply(CONFIGMAP)
-    finally:
-        await client.close()
+    with pytest.raises(KubeError) as raised:
+        await apply_once(f"http://127.0.0.1:{port}", attempts=2)
     assert raised.value.status == 0
     assert "ConnectError" in str(raised.value)
 
@@ -174,11 +171,7 @@ async def test_a_connection_dropped_mid_answer_is_retried_until_it_succeeds() ->
         return kube_json(CONFIGMAP)
 
     async with serving(answer) as (server, _):
-        client = client_for(server)
-        try:
-            written = await client.apply(CONFIGMAP)
-        finally:
-            await client.close()
+        written = await apply_once(server)
     assert calls == 2
     assert written["data"] == CONFIGMAP["data"]
 

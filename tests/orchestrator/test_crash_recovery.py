@@ -233,11 +233,8 @@ async def test_an_approval_never_claimed_is_run_at_the_next_start(
 
 @pytest.fixture
 def build_load() -> Iterator[BuildLoad]:
-    load = BuildLoad().start()
-    try:
+    with BuildLoad() as load:
         yield load
-    finally:
-        load.stop()
 
 
 @pytest.mark.stress

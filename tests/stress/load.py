@@ -79,6 +79,12 @@ class BuildLoad:
         assert not dead, f"load generators died at once: {dead}"
         return self
 
+    def __enter__(self) -> BuildLoad:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         for process in self.processes:
             with contextlib.suppress(ProcessLookupError):

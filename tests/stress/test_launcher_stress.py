@@ -44,11 +44,8 @@ SPAWNS = int(os.environ.get("PHOENIX_STRESS_SPAWNS", "300"))
 
 @pytest.fixture(scope="module")
 def build_load() -> Iterator[BuildLoad]:
-    load = BuildLoad().start()
-    try:
+    with BuildLoad() as load:
         yield load
-    finally:
-        load.stop()
 
 
 @pytest.fixture

@@ -78,11 +78,8 @@ def case(i: int, rng: random.Random) -> Case:
 
 @pytest.fixture(scope="module")
 def build_load() -> Iterator[BuildLoad]:
-    load = BuildLoad().start()
-    try:
+    with BuildLoad() as load:
         yield load
-    finally:
-        load.stop()
 
 
 @pytest.fixture
