@@ -49,6 +49,13 @@ class Readiness:
         return OnErrorResult(OnErrorAction.RETRY, sleep=min(5.0, 0.2 * count))
 
     def _follow(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                self._watch()
+            except Exception:  # lightkube raises errors of (re)opening the watch itself
+                self._stopped.wait(1.0)
+
+    def _watch(self) -> None:
         for event, obj in self._client.watch(self._resource, namespace="*", on_error=self._retry):
             if self._stopped.is_set():
                 return
@@ -68,7 +75,7 @@ class Readiness:
             return sum(self._state.values())
 
     def stop(self) -> None:
-        """The thread ends at its next event, or when the API server goes away."""
+        """The thread ends at its next event or failed request (the API server gone)."""
         self._stopped.set()
 
 
