@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from lightkube import Client, KubeConfig
+from lightkube import ApiError, Client, KubeConfig
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.types import OnErrorAction, OnErrorResult
 
@@ -22,8 +22,13 @@ Predicate = Callable[[dict[str, Any]], bool]
 
 class Readiness:
     """Objects of one kind (in ``namespaces``) for which ``ready`` holds, kept current by a
-    watch in a daemon thread. A watch without a resourceVersion starts with every existing
-    object, and lightkube starts over that way after a 410, so the count never misses one.
+    list, then a watch from the list's resourceVersion, in a daemon thread.
+
+    Whenever the watch cannot go on from where it was (a 410, a connection that cannot be
+    reopened), the kind is listed again and the list *replaces* what was known: an object
+    deleted while the watch was down is dropped, not left counted. (Restarting the watch
+    from scratch, as lightkube does after a 410, would only re-announce the objects that
+    still exist.)
     """
 
     def __init__(
@@ -39,36 +44,60 @@ class Readiness:
         self._state: dict[tuple[str, str], bool] = {}
         self._lock = threading.Lock()
         self._stopped = threading.Event()
+        self.relists = 0  # how many times the kind was listed (1 + each start-over)
         self._client = Client(config=KubeConfig.from_file(kubeconfig))
         self._thread = threading.Thread(target=self._follow, daemon=True, name=kind[2])
         self._thread.start()
 
-    def _retry(self, _err: Exception, count: int) -> OnErrorResult:
+    def _retry(self, err: Exception, count: int) -> OnErrorResult:
         if self._stopped.is_set():
             return OnErrorResult(OnErrorAction.STOP)
+        if isinstance(err, ApiError) and err.status.code == 410:
+            return OnErrorResult(OnErrorAction.RAISE)  # too old to go on: list again
         return OnErrorResult(OnErrorAction.RETRY, sleep=min(5.0, 0.2 * count))
 
     def _follow(self) -> None:
         while not self._stopped.is_set():
             try:
-                self._watch()
+                self._watch(self._relist())
             except Exception:  # lightkube raises errors of (re)opening the watch itself
                 self._stopped.wait(1.0)
 
-    def _watch(self) -> None:
-        for event, obj in self._client.watch(self._resource, namespace="*", on_error=self._retry):
+    def _relist(self) -> str:
+        listed = self._client.list(self._resource, namespace="*")
+        state = {}
+        for obj in listed:
+            key, ready = self._judge(obj)
+            if key is not None:
+                state[key] = ready
+        with self._lock:
+            self._state = state
+            self.relists += 1
+        return listed.resourceVersion
+
+    def _watch(self, version: str) -> None:
+        events = self._client.watch(
+            self._resource, namespace="*", resource_version=version, on_error=self._retry
+        )
+        for event, obj in events:
             if self._stopped.is_set():
                 return
-            body: dict[str, Any] = obj.to_dict()  # type: ignore[no-untyped-call]
-            meta = body["metadata"]
-            if meta["namespace"] not in self._namespaces:
+            key, ready = self._judge(obj)
+            if key is None:
                 continue
-            key = (meta["namespace"], meta["name"])
             with self._lock:
                 if event == "DELETED":
                     self._state.pop(key, None)
                 else:
-                    self._state[key] = self._ready(body)
+                    self._state[key] = ready
+
+    def _judge(self, obj: Any) -> tuple[tuple[str, str] | None, bool]:
+        """(namespace, name) and whether ``ready`` holds; no key outside ``namespaces``."""
+        body: dict[str, Any] = obj.to_dict()
+        meta = body["metadata"]
+        if meta["namespace"] not in self._namespaces:
+            return None, False
+        return (meta["namespace"], meta["name"]), self._ready(body)
 
     def count(self) -> int:
         with self._lock:
