@@ -96,15 +96,28 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             if name.lower() not in _MANAGED_HEADERS
         ]
         body = await request.aread()
+        # aiohttp has no write timeout, and its read timer starts only once the request is
+        # sent: a server that stops reading would hold the request forever. Bound sending
+        # plus the wait for the answer's headers by the sum of httpx's four timeouts.
+        deadline = asyncio.timeout(_sum_all(timeouts, ("pool", "connect", "write", "read")))
         with _as_httpx_errors(request, connected=False):
-            response = await self._opened().request(
-                request.method,
-                URL(str(request.url), encoded=True),
-                headers=headers,
-                data=body or None,
-                allow_redirects=False,
-                timeout=timeout,
-            )
+            try:
+                async with deadline:
+                    response = await self._opened().request(
+                        request.method,
+                        URL(str(request.url), encoded=True),
+                        headers=headers,
+                        data=body or None,
+                        allow_redirects=False,
+                        timeout=timeout,
+                    )
+            except TimeoutError as err:
+                if not deadline.expired():  # aiohttp's own connect or read timeout
+                    raise
+                # Neither the connect nor the read timer fired, so the request was not sent.
+                raise httpx2.WriteTimeout(
+                    "the request was not sent in time", request=request
+                ) from err
         return httpx2.Response(
             response.status,
             headers=list(response.raw_headers),
@@ -117,6 +130,12 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         if self._session is not None:
             await self._session.close()
             await asyncio.sleep(0)  # let the SSL transports finish closing (aiohttp's advice)
+
+
+def _sum_all(timeouts: dict[str, float | None], names: tuple[str, ...]) -> float | None:
+    """The sum of the named timeouts; None (no limit) if any of them is unset."""
+    parts = [timeouts.get(name) for name in names]
+    return None if None in parts else sum(part for part in parts if part is not None)
 
 
 def _sum(*parts: float | None) -> float | None:

@@ -191,3 +191,25 @@ async def test_a_read_timeout_is_httpx_read_timeout() -> None:
                 await transport.handle_async_request(request)
         finally:
             await transport.aclose()
+
+
+async def test_a_server_that_stops_reading_is_a_write_timeout_not_a_hang() -> None:
+    # A listening socket nobody reads from, with the smallest receive buffer: once the
+    # kernel's buffers are full the request cannot be sent, and aiohttp's read timer has
+    # not started. Before the transport bounded the send this waited forever.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        port = listener.getsockname()[1]
+        transport = AiohttpTransport(ssl.create_default_context(), connections=1)
+        timeouts = {"pool": 0.5, "connect": 0.5, "write": 0.5, "read": 0.5}
+        request = httpx2.Request(
+            "PUT",
+            f"http://127.0.0.1:{port}/api",
+            content=b"x" * (32 << 20),
+            extensions={"timeout": timeouts},
+        )
+        try:
+            with pytest.raises(httpx2.WriteTimeout):
+                await asyncio.wait_for(transport.handle_async_request(request), 30)
+        finally:
+            await transport.aclose()
