@@ -7,9 +7,9 @@ scripts/build-base-image.sh (``IMAGE_BASE=debian``; ``auto``, the default, tries
 once). Python dependencies come from a wheelhouse the host's pip fills (``.wheels/``), so the
 image build itself needs the network only for the tools image's apt packages.
 
-Each image is saved as an archive under ``~/.cache/phoenixtwin/images/``, named by a hash of
-everything that goes into it; a warm run finds the archive and skips the build. Beside each
-archive: a CycloneDX SBOM (``localcluster.sbom``), also copied to ``dist/sbom/``.
+Each image is saved as an archive under ``images/`` in the cache root (scripts/cache.py),
+named by a hash of everything that goes into it; a warm run finds the archive and skips the
+build. Beside each archive: a CycloneDX SBOM (``localcluster.sbom``), also copied to ``dist/sbom/``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from pathlib import Path
 
 from localcluster import node, procs, sbom
 from localcluster.state import DEFAULT_DIR, REPO, ClusterState
+from scripts.cache import cache_root
 
 COMPONENTS = ("gateway", "orchestrator", "memory", "tools", "operator")
 ALL_IMAGES = (*COMPONENTS, "qdrant")
@@ -46,10 +47,7 @@ INPUTS = ("images", "operator", "pyproject.toml", "README.md", ".dockerignore")
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("PHOENIX_CACHE") or Path(
-        os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"), "phoenixtwin"
-    )
-    return Path(root) / "images"
+    return cache_root() / "images"
 
 
 def image_prefix() -> str:

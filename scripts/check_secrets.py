@@ -15,7 +15,7 @@ but do not fail. Line numbers are not compared, so edits elsewhere in a file
 need no baseline refresh.
 
 Scanning every file takes ~20 s of CPU, so results are cached per file content
-(and detect-secrets version and settings) under ~/.cache/phoenixtwin/secrets;
+(and detect-secrets version and settings) under ``secrets/`` in the cache root (scripts/cache.py);
 a warm run rescans only what changed.
 
     python -m scripts.check_secrets        # the check `make lint` runs
@@ -39,9 +39,11 @@ from detect_secrets.core import baseline as ds_baseline
 from detect_secrets.core.secrets_collection import SecretsCollection
 from detect_secrets.settings import get_settings
 
+from scripts.cache import cache_root
+
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = REPO / ".secrets.baseline"
-CACHE = Path(os.environ.get("PHOENIX_SECRETS_CACHE", Path.home() / ".cache/phoenixtwin/secrets"))
+CACHE = Path(os.environ.get("PHOENIX_SECRETS_CACHE") or cache_root() / "secrets")
 
 
 @dataclass(frozen=True, order=True)

@@ -29,14 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from scripts.audit.allowlist import Finding
+from scripts.cache import cache_root
 
 REPO = Path(__file__).resolve().parents[2]
 GOVULNCHECK_VERSION = "v1.9.0"
 VULNDB = os.environ.get("GOVULNDB", "https://vuln.go.dev").rstrip("/")
 GO_BUILD_SCRIPTS = ("scripts/build-control-plane.sh", "scripts/build-helm.sh")
-CACHE_ROOT = Path(
-    os.environ.get("PHOENIX_CACHE", Path.home() / ".cache" / "phoenixtwin"),
-)
+CACHE_ROOT = cache_root()
 SCAN_TIMEOUT_S = 300
 
 

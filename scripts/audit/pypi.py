@@ -38,11 +38,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from scripts.audit.allowlist import Finding, canonical_package
+from scripts.cache import cache_root
 
 PYPI = os.environ.get("PHOENIX_AUDIT_PYPI_URL", "https://pypi.org/pypi").rstrip("/")
-CACHE = Path(
-    os.environ.get("PHOENIX_AUDIT_CACHE", Path.home() / ".cache" / "phoenixtwin" / "audit")
-)
+CACHE = Path(os.environ.get("PHOENIX_AUDIT_CACHE") or cache_root() / "audit")
 CACHE_TTL_S = float(os.environ.get("PHOENIX_AUDIT_CACHE_HOURS", "6")) * 3600
 TIMEOUT_S = 20.0
 WORKERS = 6

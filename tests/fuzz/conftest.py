@@ -37,6 +37,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
+from scripts.cache import cache_root
+
 BIN = Path(sys.executable).parent
 START_TIMEOUT_S = 600.0  # the embedding model loads in ~10 s idle, minutes under CI load
 # One call, including the embedding of a 32 KiB text on a loaded machine; a call that
@@ -55,9 +57,7 @@ settings.register_profile(
 settings.register_profile(
     "fuzz",
     max_examples=int(os.environ.get("PHOENIX_FUZZ_EXAMPLES", "300")),
-    database=DirectoryBasedExampleDatabase(
-        str(Path.home() / ".cache" / "phoenixtwin" / "hypothesis")
-    ),
+    database=DirectoryBasedExampleDatabase(str(cache_root() / "hypothesis")),
     deadline=None,
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],

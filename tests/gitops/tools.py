@@ -17,6 +17,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from scripts.cache import cache_root
+
 REPO = Path(__file__).resolve().parents[2]
 HEALTH_LUA = REPO / "helm" / "phoenixtwin" / "files" / "argocd-health.lua"
 KSTATUS_SRC = Path(__file__).resolve().parent / "kstatus"
@@ -76,13 +78,6 @@ def argocd_health(
     return status, message
 
 
-def _cache_root() -> Path:
-    base = os.environ.get("PHOENIX_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "phoenixtwin"
-    )
-    return Path(base)
-
-
 def kstatus_binary() -> Path:
     """Build (once per source version) the kstatus helper; return its path.
 
@@ -91,7 +86,7 @@ def kstatus_binary() -> Path:
     digest = hashlib.sha256()
     for name in ("go.mod", "go.sum", "main.go"):
         digest.update(name.encode() + b"\0" + (KSTATUS_SRC / name).read_bytes())
-    out = _cache_root() / "kstatus-helper" / digest.hexdigest()[:16]
+    out = cache_root() / "kstatus-helper" / digest.hexdigest()[:16]
     binary = out / "kstatus"
     if binary.exists():
         return binary

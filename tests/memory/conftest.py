@@ -31,6 +31,7 @@ from phoenix_memory.server import MemoryServer, start
 from phoenix_memory.store.base import MemoryStore
 from phoenix_memory.store.edge import EdgeStore
 from phoenix_memory.store.qdrant_server import QdrantServerStore
+from scripts.cache import cache_root
 
 from .qdrant_server import QdrantEndpoint, qdrant_endpoint
 
@@ -186,8 +187,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def grpcurl() -> Path:
-    """grpcurl, built with `go install` once per version into ~/.cache/phoenixtwin/tools."""
-    cache = Path.home() / ".cache" / "phoenixtwin" / "tools" / f"grpcurl-{GRPCURL_VERSION}"
+    """grpcurl, built with `go install` once per version into the cache root's ``tools/``."""
+    cache = cache_root() / "tools" / f"grpcurl-{GRPCURL_VERSION}"
     binary = cache / "grpcurl"
     if not binary.is_file():
         go = shutil.which("go")
