@@ -141,16 +141,32 @@ def _idle_and_leftover(service: psutil.Process) -> tuple[list[int], list[int]]:
     return [p.pid for p in launchers], [p.pid for p in descendants if p.pid not in idle]
 
 
+def _clients_connected(service: psutil.Process, port: int) -> int:
+    """Connections the service still holds on its gRPC port (closed clients' linger until
+    the service has seen them go: each is a descriptor that is not a leak)."""
+    return sum(
+        1
+        for conn in service.net_connections(kind="tcp")
+        if conn.laddr and conn.laddr.port == port and conn.status != psutil.CONN_LISTEN
+    )
+
+
 def _settled(
-    service: psutil.Process, sandbox: Path, ready: int, timeout_s: float = 60
+    service: psutil.Process, sandbox: Path, ready: int, port: int, timeout_s: float = 60
 ) -> tuple[int, list[int]]:
-    """Once the pool is refilled (``ready`` launchers waiting) and the finished commands'
-    directories are removed (after their replies): open fds and leftover processes."""
+    """Once the pool is refilled (``ready`` launchers waiting), the finished commands'
+    directories are removed (after their replies) and the clients' connections are closed
+    on the service's side too: open fds and leftover processes."""
     deadline = time.monotonic() + timeout_s
     while True:
         launchers, leftovers = _idle_and_leftover(service)
         dirs_settled = len(_exec_dirs(sandbox)) == ready
-        settled = len(launchers) == ready and not leftovers and dirs_settled
+        settled = (
+            len(launchers) == ready
+            and not leftovers
+            and dirs_settled
+            and _clients_connected(service, port) == 0
+        )
         if settled or time.monotonic() > deadline:
             return service.num_fds(), leftovers
         time.sleep(0.2)
@@ -168,7 +184,7 @@ def test_thousands_of_sandboxed_commands_are_all_right_and_leave_nothing_behind(
     ready = ToolsSettings().warm_sandboxes  # the launcher gives the service the defaults
     sandbox = tools_stack.config.sandbox_dir
     assert sandbox is not None
-    fds_before, leftovers_before = _settled(service, sandbox, ready)
+    fds_before, leftovers_before = _settled(service, sandbox, ready, port)
     assert leftovers_before == []
     cases = [case(i, rng) for i in range(COMMANDS)]
     started = time.monotonic()
@@ -177,7 +193,7 @@ def test_thousands_of_sandboxed_commands_are_all_right_and_leave_nothing_behind(
     assert failures == [], f"{len(failures)} wrong results, first: {failures[:5]}"
     assert tools_stack.exited() == {}, tools_stack.log("tools")[-3000:]
     assert service.is_running()
-    fds_after, leftovers = _settled(service, sandbox, ready)
+    fds_after, leftovers = _settled(service, sandbox, ready, port)
     assert leftovers == []
     assert fds_after == fds_before
     assert len(_exec_dirs(sandbox)) == ready  # the ready sandboxes' own, nothing else
