@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     # lightkube's HTTP library logs every request at INFO: the write metrics count them.
     logging.getLogger("httpx2").setLevel(logging.WARNING)
-    kopf_barrier.install()  # linear start-up over many indexed objects (see the module)
+    # Linear start-up over many indexed objects; listed children pass once indexed (see it).
+    kopf_barrier.install(handlers.CHILD_KINDS)
     # No managedFields in what kopf holds, and children as metadata plus LiveChild (see it).
     kopf_bodies.install(handlers.PROJECTIONS)
     registry = kopf.OperatorRegistry()

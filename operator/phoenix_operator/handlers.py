@@ -52,10 +52,11 @@ CHILD_RESOURCES = (
     ("policy", "v1", "poddisruptionbudgets"),
     ("networking.k8s.io", "v1", "networkpolicies"),
 )
+CHILD_KINDS = frozenset((group, plural) for group, _version, plural in CHILD_RESOURCES)
 MANAGED = {naming.MANAGED_BY_LABEL: naming.MANAGER}
 # What kopf keeps of each child as it arrives (kopf_bodies): metadata plus its LiveChild.
 PROJECTIONS: dict[tuple[str, str], kopf_bodies.Projection] = {
-    (group, plural): children.projected for group, _version, plural in CHILD_RESOURCES
+    kind: children.projected for kind in CHILD_KINDS
 }
 
 
@@ -242,7 +243,9 @@ async def child_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_:
     if twin is None or not isinstance(operator, Operator):
         return
     state = operator.reconciler.state(twin)
-    if state is None:  # not reconciled in this process yet: its resume handler will
+    # Not reconciled in this process yet: its resume handler will. (kopf_barrier relies on
+    # this: a child from the initial listing does not wait for the index barrier.)
+    if state is None:
         return
     child = children.of(body)
     deleted = type == "DELETED"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Iterable
 
-from kopf._cogs.aiokits.aiotoggles import ToggleSet
+from kopf._cogs.aiokits.aiotoggles import Toggle, ToggleSet
+from kopf._core.reactor import processing
 
 from phoenix_operator import kopf_barrier
 
@@ -78,3 +80,79 @@ async def test_turning_a_toggle_on_still_wakes_the_set_and_the_toggle_waiters() 
 def test_install_is_idempotent() -> None:
     assert kopf_barrier.install()
     assert kopf_barrier.install()
+
+
+class Kind:
+    """kopf's Resource as the processing sees it: group and plural."""
+
+    def __init__(self, group: str, plural: str) -> None:
+        self.group = group
+        self.plural = plural
+
+
+async def kopf_processing(
+    *,
+    resource: Kind,
+    raw_event: dict[str, object],
+    resource_indexed: Toggle | None = None,
+    operator_indexed: ToggleSet | None = None,
+) -> str:
+    """The barrier's two steps exactly as kopf's process_resource_event takes them."""
+    if operator_indexed is not None and resource_indexed is not None:
+        await operator_indexed.drop_toggle(resource_indexed)
+    if operator_indexed is not None:
+        await operator_indexed.wait_for(True)
+    return f"handled {raw_event['type']}"
+
+
+async def test_a_listed_child_passes_once_indexed_while_twins_and_changes_still_wait() -> None:
+    assert kopf_barrier.install([("apps", "deployments")])
+    process = kopf_barrier._without_waiting_when_listed(kopf_processing)
+    barrier = ToggleSet(all)
+    still_listing = await barrier.make_toggle(name="secrets still being listed")
+    child = await barrier.make_toggle(name="child")
+    twin = await barrier.make_toggle(name="twin")
+    changed = await barrier.make_toggle(name="changed")
+    listed_child = await asyncio.wait_for(
+        process(resource=Kind("apps", "deployments"), raw_event={"type": None},
+                resource_indexed=child, operator_indexed=barrier),
+        timeout=5,
+    )  # fmt: skip
+    assert listed_child == "handled None"  # returned while the barrier is closed
+    assert child not in barrier._toggles  # but it counts as indexed
+    waiting = [
+        asyncio.create_task(process(resource=Kind("phoenixtwin.io", "phoenixtwins"),
+                                    raw_event={"type": None}, resource_indexed=twin,
+                                    operator_indexed=barrier)),
+        asyncio.create_task(process(resource=Kind("apps", "deployments"),
+                                    raw_event={"type": "MODIFIED"}, resource_indexed=changed,
+                                    operator_indexed=barrier)),
+    ]  # fmt: skip
+    await asyncio.sleep(0.05)
+    assert not any(task.done() for task in waiting)
+    assert not barrier.is_on()
+    await barrier.drop_toggle(still_listing)
+    assert await asyncio.wait_for(asyncio.gather(*waiting), timeout=5) == [
+        "handled None",
+        "handled MODIFIED",
+    ]
+
+
+async def test_after_the_barrier_opened_kopf_passes_no_barrier_and_nothing_changes() -> None:
+    assert kopf_barrier.install([("apps", "deployments")])
+    process = kopf_barrier._without_waiting_when_listed(kopf_processing)
+    handled = await asyncio.wait_for(
+        process(resource=Kind("apps", "deployments"), raw_event={"type": None}), timeout=5
+    )
+    assert handled == "handled None"
+
+
+def test_kopf_processing_is_wrapped_once_and_still_takes_what_kopf_passes() -> None:
+    assert kopf_barrier.install([("apps", "deployments")])
+    assert kopf_barrier.install([("", "configmaps")])
+    wrapped = processing.process_resource_event
+    assert getattr(wrapped, "_phoenix_listed_without_waiting", False)
+    assert kopf_barrier._listed_without_waiting == {("", "configmaps")}  # the last install's
+    original = inspect.unwrap(wrapped)
+    assert original is not wrapped
+    assert not getattr(original, "_phoenix_listed_without_waiting", False)  # wrapped once
