@@ -61,6 +61,12 @@ def test_a_burst_of_claims_under_load_binds_each_once_and_leaves_nothing_behind(
         return sum(c.get("status", {}).get("phase") == "Bound" for c in claims)
 
     wait_for(lambda: bound() == CLAIMS, what=f"{CLAIMS} claims Bound under load", timeout=600)
+
+    def scheduled() -> int:  # the scheduler binds a pod only after its claim is Bound
+        pods = kube_cluster.get("pods", "-n", namespace)["items"]
+        return sum(bool(p["spec"].get("nodeName")) for p in pods)
+
+    wait_for(lambda: scheduled() == CLAIMS, what=f"{CLAIMS} claimants scheduled", timeout=600)
     claims = {c["metadata"]["name"]: c for c in kube_cluster.get("pvc", "-n", namespace)["items"]}
     pods = {p["metadata"]["name"]: p for p in kube_cluster.get("pods", "-n", namespace)["items"]}
     volumes = [
