@@ -96,9 +96,6 @@ class _IndexedWithoutWaiting:
     async def wait_for(self, value: bool) -> None:
         return None
 
-    def is_on(self) -> bool:
-        return self._barrier.is_on()
-
 
 Processor = Callable[..., Coroutine[Any, Any, Any]]
 

@@ -135,7 +135,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
 def _sum_all(timeouts: dict[str, float | None], names: tuple[str, ...]) -> float | None:
     """The sum of the named timeouts; None (no limit) if any of them is unset."""
     parts = [timeouts.get(name) for name in names]
-    return None if None in parts else sum(part for part in parts if part is not None)
+    return None if None in parts else _sum(*parts)
 
 
 def _sum(*parts: float | None) -> float | None:
