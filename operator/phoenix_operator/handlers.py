@@ -335,6 +335,7 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     config.watching.client_timeout = 310
     # Paginated initial lists: 20 children per twin make big first pages at 1,000 twins.
     config.watching.chunk_size = settings.list_chunk_size
+    config.queueing.idle_timeout = settings.worker_idle_seconds
     # Watch only our own children (the API server filters; kopf never sees other Secrets),
     # and only this replica's shard of the twins when a selector is set.
     for group, _version, plural in CHILD_RESOURCES:

@@ -7,6 +7,7 @@ from typing import Any
 
 import kopf
 import pytest
+from pydantic import ValidationError
 
 from phoenix_operator import handlers
 from phoenix_operator.reconcile import children
@@ -116,6 +117,23 @@ def test_a_twin_selector_shards_the_twins_watch_server_side() -> None:
     assert config.watching.label_selectors[("apps", "deployments")] == (
         "app.kubernetes.io/managed-by=phoenix-operator"
     )
+
+
+def test_kopf_ends_an_idle_objects_worker_after_the_setting_not_its_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert handlers.kopf_settings(OperatorSettings()).queueing.idle_timeout == 0.5
+    monkeypatch.setenv("PHOENIX_OPERATOR_WORKER_IDLE_SECONDS", "2")
+    assert handlers.kopf_settings(OperatorSettings()).queueing.idle_timeout == 2.0
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "61", "soon"])
+def test_a_worker_idle_time_out_of_range_is_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("PHOENIX_OPERATOR_WORKER_IDLE_SECONDS", value)
+    with pytest.raises(ValidationError, match="PHOENIX_OPERATOR_WORKER_IDLE_SECONDS"):
+        OperatorSettings()
 
 
 def test_kopf_keeps_a_diff_base_for_twins_and_copies_no_child() -> None:
