@@ -112,7 +112,7 @@ def test_killed_operator_converges_after_restart_without_orphans_or_stuck_finali
 
     # A restart over converged twins writes nothing: every twin is checked (its resume
     # reconcile, against kopf's fully listed indices) and then resynced, without a write.
-    wait_for(lambda: _quiet_status(kube_cluster, namespace), what="statuses settled", timeout=60)
+    wait_for(lambda: quiet_status(kube_cluster, namespace), what="statuses settled", timeout=60)
     operator.kill()
     operator.start()
     wait_for(
@@ -181,7 +181,7 @@ def test_killed_operator_converges_after_restart_without_orphans_or_stuck_finali
     )  # fmt: skip
 
 
-def _quiet_status(kube: KubeCluster, namespace: str) -> bool:
+def quiet_status(kube: KubeCluster, namespace: str) -> bool:
     """Every twin's status describes fully rolled-out Deployments (nothing left to report)."""
     return all(
         t.get("status", {}).get("componentsReady") == "4/4" and t["status"].get("phase") == "Ready"
