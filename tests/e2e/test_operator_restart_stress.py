@@ -12,12 +12,11 @@ compared against a partial index would re-apply children it already has.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import pytest
 
 from tests.e2e.kube import KubeCluster, wait_for
-from tests.e2e.operator_process import OperatorProcess, install_crd, twin
+from tests.e2e.operator_process import OperatorProcess, install_crd, running_operator, twin
 from tests.e2e.test_operator_restart import (
     CHILDREN_PER_TWIN,
     all_ready,
@@ -35,22 +34,6 @@ RESYNC_SECONDS = 2
 LOADED_TIMEOUT_S = 180
 
 
-@pytest.fixture
-def operator(
-    kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    install_crd(kube_cluster)
-    process = OperatorProcess(
-        kube_cluster.kubeconfig,
-        tmp_path_factory.mktemp("operator"),
-        PHOENIX_OPERATOR_RESYNC_SECONDS=str(RESYNC_SECONDS),
-    )
-    try:
-        yield process
-    finally:
-        process.stop()
-
-
 def _children_written(operator: OperatorProcess) -> dict[str, float]:
     """Writes of children (twin status and events excluded: they follow a rollout)."""
     return {
@@ -61,10 +44,21 @@ def _children_written(operator: OperatorProcess) -> dict[str, float]:
 
 
 def test_restarts_under_load_write_only_what_changed_while_down(
+    kube_cluster: KubeCluster, namespace: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    install_crd(kube_cluster)
+    with running_operator(
+        kube_cluster,
+        tmp_path_factory.mktemp("operator"),
+        PHOENIX_OPERATOR_RESYNC_SECONDS=str(RESYNC_SECONDS),
+    ) as operator:
+        _restart_under_load(kube_cluster, namespace, operator)
+
+
+def _restart_under_load(
     kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
 ) -> None:
     names = [f"twin-{i}" for i in range(TWINS)]
-    operator.start()
     kube_cluster.apply(*(twin(name, namespace) for name in names))
     wait_for(
         lambda: all_ready(kube_cluster, namespace, names) and quiet_status(kube_cluster, namespace),
