@@ -91,7 +91,7 @@ def _restart_under_load(
             )
             resyncs = reconciles(operator, "resync")
             wait_for(
-                lambda: reconciles(operator, "resync") >= resyncs + len(names),  # noqa: B023
+                lambda: reconciles(operator, "resync") >= resyncs + len(names),  # noqa: B023 - waited for in this iteration
                 what=f"restart {restart}: a resync of every twin",
                 timeout=LOADED_TIMEOUT_S,
             )
