@@ -85,7 +85,8 @@ class OperatorSettings(CommonSettings):
     # event in the last idle_timeout seconds: 5 s by kopf's default. After a restart every
     # watched object arrives within a few seconds, so nearly all of them had a worker at once,
     # and the heap that grew for them is not given back: at 300 twins 27-39 MiB above the
-    # converged RSS, against none with 1 s or 0.2 s (docs/operator.md, Memory).
+    # converged RSS, against none with 1 s or 0.2 s (docs/operator.md, The restart's peak,
+    # third round).
     worker_idle_seconds: float = Field(
         0.5,
         gt=0,

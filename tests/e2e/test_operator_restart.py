@@ -69,6 +69,15 @@ def written(operator: OperatorProcess) -> dict[str, float]:
     }
 
 
+def children_written(operator: OperatorProcess) -> dict[str, float]:
+    """Writes of children (twin status and events excluded: they follow a rollout)."""
+    return {
+        name: value
+        for name, value in written(operator).items()
+        if 'kind="PhoenixTwin/status"' not in name and 'kind="Event"' not in name
+    }
+
+
 def test_killed_operator_converges_after_restart_without_orphans_or_stuck_finalizers(
     kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
 ) -> None:
@@ -143,15 +152,9 @@ def test_killed_operator_converges_after_restart_without_orphans_or_stuck_finali
         what="the deleted Deployment restored after the restart",
         timeout=60,
     )
-    writes = written(operator)
-    children_written = {
-        name: value
-        for name, value in writes.items()
-        if 'kind="PhoenixTwin/status"' not in name and 'kind="Event"' not in name
-    }
-    assert children_written == {
+    assert children_written(operator) == {
         'phoenix_operator_api_writes_total{kind="Deployment",verb="apply"}': 1.0
-    }, writes
+    }, written(operator)
     events = kube_cluster.get(
         "events", "-n", namespace, "--field-selector", f"involvedObject.name={names[1]}"
     )["items"]

@@ -21,6 +21,7 @@ from tests.e2e.test_operator_restart import (
     CHILDREN_PER_TWIN,
     all_ready,
     children,
+    children_written,
     quiet_status,
     reconciles,
     written,
@@ -32,15 +33,6 @@ TWINS = int(os.environ.get("PHOENIX_STRESS_RESTART_TWINS", "8"))
 RESTARTS = int(os.environ.get("PHOENIX_STRESS_RESTARTS", "3"))
 RESYNC_SECONDS = 2
 LOADED_TIMEOUT_S = 180
-
-
-def _children_written(operator: OperatorProcess) -> dict[str, float]:
-    """Writes of children (twin status and events excluded: they follow a rollout)."""
-    return {
-        name: value
-        for name, value in written(operator).items()
-        if 'kind="PhoenixTwin/status"' not in name and 'kind="Event"' not in name
-    }
 
 
 def test_restarts_under_load_write_only_what_changed_while_down(
@@ -99,7 +91,7 @@ def _restart_under_load(
                 assert written(operator) == {}, f"restart {restart}"
                 assert operator.api_writes() == 0, f"restart {restart}"
             else:
-                assert _children_written(operator) == {
+                assert children_written(operator) == {
                     'phoenix_operator_api_writes_total{kind="Deployment",verb="apply"}': 1.0
                 }, f"restart {restart}: {written(operator)}"
             wait_for(
