@@ -5,18 +5,23 @@ restart after one Deployment was deleted writes that Deployment and nothing else
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from localcluster.procs import free_port
 from tests.e2e.kube import KubeCluster, wait_for
 from tests.e2e.operator_process import (
     OperatorProcess,
+    condition,
+    get_or_none,
     install_crd,
     ready_at_generation,
     twin,
 )
+from tests.memory.qdrant_server import qdrant_endpoint
 
 RESYNC_SECONDS = 2
 # SA, 2 Secrets, 5 ConfigMaps, 5 NetworkPolicies, 4 Services, 3 Deployments, 1 StatefulSet
@@ -182,6 +187,58 @@ def test_killed_operator_converges_after_restart_without_orphans_or_stuck_finali
         f"phx.{namespace}.{n}.default" for n, s in zip(names, specs, strict=True)
         if s["memory"]["reclaimPolicy"] == "Retain"
     )  # fmt: skip
+
+
+def test_a_twin_whose_qdrant_is_down_at_restart_is_retried_until_it_answers(
+    kube_cluster: KubeCluster, namespace: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The resume handler only queues its twin, so the queue itself must retry a failed
+    reconcile: with resync an hour away, nothing else would ever look at the twin again."""
+    install_crd(kube_cluster)
+    port = free_port()
+    spec = {"memory": {"qdrant": {"url": f"http://127.0.0.1:{port}"}}}
+    operator = OperatorProcess(
+        kube_cluster.kubeconfig,
+        tmp_path_factory.mktemp("operator"),
+        PHOENIX_OPERATOR_RESYNC_SECONDS="3600",
+        PHOENIX_OPERATOR_QDRANT_RETRY_SECONDS="3",  # retries after 0.5, 1, 2, 4, ... s
+    )
+    try:
+        with qdrant_endpoint(grpc_port=port):
+            operator.start()
+            kube_cluster.apply(twin("ivy", namespace, spec))
+            wait_for(
+                ready_at_generation(kube_cluster, namespace, "ivy"), what="ivy Ready", timeout=90
+            )
+            operator.kill()
+        operator.start()  # Qdrant is gone now
+        wait_for(
+            lambda: degraded_reason(kube_cluster, namespace, "ivy") == "QdrantUnreachable",
+            what="Degraded=QdrantUnreachable after the restart",
+            timeout=60,
+        )
+        assert reconciles(operator, "resume") == 1
+        wait_for(lambda: reconciles(operator, "retry") >= 2, what="two retries", timeout=30)
+        with qdrant_endpoint(grpc_port=port):
+            wait_for(
+                ready_at_generation(kube_cluster, namespace, "ivy"),
+                what="ivy Ready again, through a retry",
+                timeout=90,
+            )
+            assert degraded_reason(kube_cluster, namespace, "ivy") == "AsExpected"
+            retries = reconciles(operator, "retry")
+            assert reconciles(operator, "resync") == 0  # nothing but the queue's retries
+            # Growing delays, never a hot loop: ~8 s down is at most 5 attempts after 0.5 s.
+            assert 2 <= retries <= 12, retries
+            time.sleep(3)  # once it succeeded, nothing more is scheduled
+            assert reconciles(operator, "retry") == retries
+    finally:
+        operator.stop()
+
+
+def degraded_reason(kube: KubeCluster, namespace: str, name: str) -> str | None:
+    body = get_or_none(kube, "ptwin", name, "-n", namespace)
+    return condition(body, "Degraded").get("reason") if body else None
 
 
 def quiet_status(kube: KubeCluster, namespace: str) -> bool:

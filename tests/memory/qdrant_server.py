@@ -64,9 +64,11 @@ def binary() -> Path | None:
 
 
 @contextmanager
-def qdrant_endpoint() -> Iterator[QdrantEndpoint]:
+def qdrant_endpoint(grpc_port: int | None = None) -> Iterator[QdrantEndpoint]:
+    """The server to test against; ``grpc_port`` starts the binary on that port (tests that
+    stop a server and start it again where their clients already point), never QDRANT_URL's."""
     url = os.environ.get("QDRANT_URL")
-    if url:
+    if url and grpc_port is None:
         parts = urlsplit(url)
         rest = os.environ.get("QDRANT_REST_URL") or (
             f"{parts.scheme}://{parts.hostname}:{(parts.port or 6334) - 1}"
@@ -81,7 +83,7 @@ def qdrant_endpoint() -> Iterator[QdrantEndpoint]:
             f"(default {DEFAULT_BIN}, not found) or QDRANT_URL to a running server's gRPC URL"
         )
     with tempfile.TemporaryDirectory(prefix="phoenix-qdrant-") as tmp:
-        http, grpc_port = _free_port(), _free_port()
+        http, grpc_port = _free_port(), grpc_port or _free_port()
         storage, snapshots = Path(tmp) / "storage", Path(tmp) / "snapshots"
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),

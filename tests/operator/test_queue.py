@@ -14,7 +14,8 @@ from phoenix_operator.reconcile.state import ReconcileResult
 class Recorder:
     """A reconcile that records its calls and waits for the test to let it finish."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, failing: bool = False) -> None:
+        self.failing = failing  # each result asks for a retry after (number of calls) s
         self.calls: list[tuple[TwinKey, str]] = []
         self.running: set[TwinKey] = set()
         self.overlapped = False
@@ -26,7 +27,7 @@ class Recorder:
         self.calls.append((key, trigger))
         await self.release.wait()
         self.running.discard(key)
-        return ReconcileResult(retry_after=float(len(self.calls)))
+        return ReconcileResult(retry_after=float(len(self.calls)) if self.failing else None)
 
 
 async def settle(queue: ReconcileQueue) -> None:
@@ -64,7 +65,7 @@ async def test_a_request_during_a_reconcile_runs_exactly_once_more_afterwards() 
 
 
 async def test_change_handlers_get_the_result_of_the_reconcile_they_joined() -> None:
-    run = Recorder()
+    run = Recorder(failing=True)
     queue = ReconcileQueue(run, workers=1)
     queue.request(("ns", "a"), "child")
     waiting = asyncio.create_task(queue.reconcile(("ns", "a"), "update"))
@@ -75,6 +76,7 @@ async def test_change_handlers_get_the_result_of_the_reconcile_they_joined() -> 
     await queue.stop()
     assert run.calls == [(("ns", "a"), "update")]
     assert result.retry_after == 1.0
+    assert len(queue) == 0  # the handler that waited retries (kopf), not the queue
 
 
 async def test_workers_bound_how_many_twins_reconcile_at_once() -> None:
@@ -182,3 +184,68 @@ async def settle_workers() -> None:
     """Let queued work start (workers run only when the test yields)."""
     for _ in range(20):
         await asyncio.sleep(0)
+
+
+async def test_a_failed_reconcile_nobody_waits_for_is_retried_after_its_delay() -> None:
+    """A resume (or resync, or child) reconcile that failed: again after retry_after, not before."""
+    run = Recorder(failing=True)  # retry after 1 s, then 2 s, ...
+    run.release.set()
+    clock = ManualClock()
+    queue = ReconcileQueue(run, workers=1, clock=clock)
+    queue.start()
+    queue.request(("ns", "a"), "resume")
+    await settle_workers()
+    assert run.calls == [(("ns", "a"), "resume")]
+    assert len(queue) == 1  # the retry waits
+    clock.advance(0.9)
+    await settle_workers()
+    assert len(run.calls) == 1
+    clock.advance(0.1)
+    await settle_workers()
+    assert run.calls == [(("ns", "a"), "resume"), (("ns", "a"), "retry")]
+    clock.advance(1.9)  # the second failure asked for 2 s
+    await settle_workers()
+    assert len(run.calls) == 2
+    clock.advance(0.1)
+    await settle_workers()
+    assert len(run.calls) == 3
+    run.failing = False  # it succeeds now: nothing more is scheduled
+    clock.advance(3.0)
+    await settle_workers()
+    assert len(run.calls) == 4
+    clock.advance(600)
+    await settle_workers()
+    await queue.stop()
+    assert len(run.calls) == 4
+    assert len(queue) == 0
+
+
+async def test_a_waiting_retry_is_brought_forward_by_a_new_request_and_runs_once() -> None:
+    run = Recorder(failing=True)
+    run.release.set()
+    clock = ManualClock()
+    queue = ReconcileQueue(run, workers=1, clock=clock)
+    queue.start()
+    queue.request(("ns", "a"), "resume")
+    await settle_workers()
+    run.failing = False
+    assert not queue.request(("ns", "a"), "resync")  # joins the waiting retry, queued now
+    await settle_workers()
+    assert run.calls == [(("ns", "a"), "resume"), (("ns", "a"), "retry")]
+    clock.advance(60)  # the retry's own timer was cancelled: no third reconcile
+    await settle_workers()
+    await queue.stop()
+    assert len(run.calls) == 2
+
+
+async def test_stopping_the_queue_drops_a_waiting_retry() -> None:
+    run = Recorder(failing=True)
+    run.release.set()
+    clock = ManualClock()
+    queue = ReconcileQueue(run, workers=1, clock=clock)
+    queue.start()
+    queue.request(("ns", "a"), "resume")
+    await settle_workers()
+    await queue.stop()
+    assert len(queue) == 0
+    assert all(timer.cancelled for timer in clock.timers)

@@ -13,6 +13,11 @@ only once no further request for it came for ``settle`` seconds (and at most
 ``SETTLE_CAP`` times that after the first), so a burst of edits spread over time
 (``kubectl annotate`` of five ConfigMaps, one process after another) is still one
 reconcile. Any request without a settle time queues the twin at once.
+
+A reconcile that nobody waits for and that asks to be retried (``retry_after``: a
+dependency failed) is requested again after that delay, as a settling request that
+any other request for the twin brings forward. The reconciler grows the delay with
+each consecutive failure, so a failing twin is never reconciled in a hot loop.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ Reconcile = Callable[[TwinKey, str], Awaitable[ReconcileResult]]
 
 
 SETTLE_CAP = 5  # a twin whose children never stop changing is still reconciled
+RETRY_TRIGGER = "retry"  # what a reconcile the queue retries by itself is counted as
 
 
 class Timer(Protocol):
@@ -118,6 +124,14 @@ class ReconcileQueue:
             self._queue.put_nowait(key)
         return True
 
+    def _retry(self, key: TwinKey, trigger: str, delay: float) -> None:
+        """Request ``key`` again in ``delay`` seconds (unless it is already requested)."""
+        if key in self._pending:  # that reconcile comes after this one and sees the same
+            return
+        now = self._clock.time()
+        request = self._pending[key] = _Request(trigger, first=now)
+        request.timer = self._clock.call_at(now + delay, lambda: self._enqueue(key))
+
     def _settle(self, key: TwinKey, request: _Request, settle: float) -> None:
         if request.timer is not None:
             request.timer.cancel()
@@ -174,3 +188,5 @@ class ReconcileQueue:
         for waiter in request.waiters:
             if not waiter.done():
                 waiter.set_result(result)
+        if not request.waiters and result.retry_after is not None:
+            self._retry(key, RETRY_TRIGGER, result.retry_after)
