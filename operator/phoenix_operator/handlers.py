@@ -3,9 +3,8 @@
 - Two indices (``twins``, ``children``) hold what the watches saw. kopf lists every
   indexed kind completely before it runs any other handler, so after a restart no
   twin is ever compared against a partial view of its children.
-- The twin's create/update handlers wait for the reconcile's result (kopf retries
-  them with backoff while Qdrant or the API server fails); its resume handler only
-  queues it (the queue retries a failed reconcile nobody waits for).
+- The twin's resume/create/update handlers queue it and return; the queue retries
+  a failed reconcile with backoff while Qdrant or the API server fails.
 - A child's watch event requests a reconcile of its twin unless it is the echo of
   the operator's own write; requests for a waiting twin coalesce, so a burst of
   events costs one reconcile.
@@ -190,27 +189,16 @@ def twin_count(memo: kopf.Memo, **_: Any) -> int:
 
 
 async def reconcile_twin(body: kopf.Body, reason: str, memo: kopf.Memo, **_: Any) -> None:
-    """create / update: reconcile now; kopf retries with backoff while a dependency fails."""
-    operator = _operator(memo)
-    result = await operator.queue.reconcile(_key(body), str(reason))  # it posts the events
-    if result.retry_after is not None:
-        state = operator.reconciler.state(_key(body))
-        reasons = ", ".join(p.reason for p in state.problems.values()) if state else "failure"
-        delay = result.retry_after
-        raise kopf.TemporaryError(f"{reasons}; retrying in {delay:.0f}s", delay=delay)
+    """create / update / resume: queue the twin and return at once.
 
-
-async def resume_twin(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """resume (a twin the operator finds at start-up): queue it and return at once.
-
-    After a restart every twin resumes within seconds. Waiting here for each result
-    would keep 1,000 kopf invocations (cause, body, patch, loggers) alive while the
-    queue's workers build every twin's lasting state beside them; the memory they
-    free afterwards stays in the process (about 15 MiB at 1,000 twins). The queue
-    retries a failed reconcile itself, with the reconciler's growing delay, and the
-    twin's Degraded condition and Warning event say why, as for any other trigger.
+    1,000 twins created together, or resumed after a restart, would otherwise keep
+    1,000 kopf invocations (cause, body, patch, loggers) alive while the queue's 8
+    workers build every twin's lasting state beside them; the memory they free
+    afterwards stays in the process (about 15 MiB at 1,000 twins, see docs/operator.md).
+    The queue retries a failed reconcile itself, with the reconciler's growing delay,
+    and the twin's Degraded condition and Warning event say why.
     """
-    _operator(memo).queue.request(_key(body), "resume")
+    _operator(memo).queue.request(_key(body), str(reason))
 
 
 async def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
@@ -290,11 +278,8 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         kopf.on.event(
             group, version, plural, id=f"child-{plural}", labels=MANAGED, registry=registry
         )(child_changed)
-    kopf.on.resume(GROUP, VERSION, PLURAL, id="resume", registry=registry)(resume_twin)
-    for decorate in (kopf.on.create, kopf.on.update):
-        decorate(GROUP, VERSION, PLURAL, id="reconcile", backoff=5, registry=registry)(
-            reconcile_twin
-        )
+    for decorate in (kopf.on.resume, kopf.on.create, kopf.on.update):
+        decorate(GROUP, VERSION, PLURAL, id="reconcile", registry=registry)(reconcile_twin)
     kopf.on.event(GROUP, VERSION, PLURAL, id="forget", registry=registry)(twin_deleted)
     kopf.on.delete(
         GROUP, VERSION, PLURAL, id="reclaim", when=_reclaims, backoff=5, registry=registry

@@ -108,10 +108,9 @@ def test_every_handler_is_registered_and_only_reclaiming_twins_need_the_finalize
     assert not any(t.requires_finalizer for t in timers)
     deletions = [h for h in registry._changing.get_all_handlers() if h.requires_finalizer]
     assert [h.id for h in deletions] == ["reclaim"]
-    # A twin found at start-up is only queued; create and update wait for the reconcile.
     changing = {(h.fn, h.reason, h.initial) for h in registry._changing.get_all_handlers()}
     assert {
-        (handlers.resume_twin, None, True),
+        (handlers.reconcile_twin, None, True),  # resume
         (handlers.reconcile_twin, "create", None),
         (handlers.reconcile_twin, "update", None),
     } <= changing
@@ -159,15 +158,17 @@ def test_kopf_keeps_a_diff_base_for_twins_and_copies_no_child() -> None:
     assert storage.build(body=kopf.Body(child)) == {}
 
 
-async def test_a_resumed_twin_is_queued_and_its_handler_does_not_wait() -> None:
+@pytest.mark.parametrize("reason", ["resume", "create", "update"])
+async def test_a_twin_handler_queues_its_twin_and_does_not_wait(reason: str) -> None:
     async def never_runs(key: Any, trigger: str) -> Any:
         raise AssertionError("the queue is not started")
 
     queue = ReconcileQueue(never_runs, workers=1)  # not started: a waiting handler would hang
     memo = kopf.Memo(operator=handlers.Operator(OperatorSettings(), None, None, queue))  # type: ignore[arg-type]
-    body = {"metadata": {"name": "alice", "namespace": "team-a", "uid": "u-1"}, "spec": {}}
-    await asyncio.wait_for(handlers.resume_twin(body=kopf.Body(body), memo=memo), timeout=5)  # type: ignore[arg-type]
+    body = kopf.Body({"metadata": {"name": "alice", "namespace": "team-a", "uid": "u-1"}})
+    await asyncio.wait_for(handlers.reconcile_twin(body=body, reason=reason, memo=memo), 5)
     assert len(queue) == 1
+    assert queue._pending[("team-a", "alice")].trigger == reason
     await queue.stop()
 
 

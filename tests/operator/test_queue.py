@@ -64,19 +64,20 @@ async def test_a_request_during_a_reconcile_runs_exactly_once_more_afterwards() 
     assert not run.overlapped
 
 
-async def test_change_handlers_get_the_result_of_the_reconcile_they_joined() -> None:
-    run = Recorder(failing=True)
-    queue = ReconcileQueue(run, workers=1)
-    queue.request(("ns", "a"), "child")
-    waiting = asyncio.create_task(queue.reconcile(("ns", "a"), "update"))
-    await asyncio.sleep(0)
-    queue.start()
+async def test_a_request_that_queues_at_once_names_the_reconcile_it_joins() -> None:
+    """An update arriving while a child's request settles: the reconcile is the update's
+    (it checks Qdrant, which a child's reconcile skips)."""
+    run = Recorder()
     run.release.set()
-    result = await waiting
+    clock = ManualClock()
+    queue = ReconcileQueue(run, workers=1, clock=clock)
+    queue.start()
+    assert queue.request(("ns", "a"), "child", settle=1.0)
+    assert not queue.request(("ns", "a"), "update")
+    assert not queue.request(("ns", "a"), "child", settle=1.0)  # a settling one does not
+    await settle(queue)
     await queue.stop()
     assert run.calls == [(("ns", "a"), "update")]
-    assert result.retry_after == 1.0
-    assert len(queue) == 0  # the handler that waited retries (kopf), not the queue
 
 
 async def test_workers_bound_how_many_twins_reconcile_at_once() -> None:
@@ -173,7 +174,7 @@ async def test_a_request_without_settle_queues_a_settling_twin_at_once() -> None
     assert run.calls == []
     assert not queue.request(("ns", "a"), "resync")  # coalesced, and queued now
     await settle(queue)
-    assert run.calls == [(("ns", "a"), "child")]
+    assert run.calls == [(("ns", "a"), "resync")]  # the request that queued it names it
     clock.advance(60)  # the cancelled settle timer does not queue it again
     await settle(queue)
     await queue.stop()
@@ -187,7 +188,7 @@ async def settle_workers() -> None:
 
 
 async def test_a_failed_reconcile_nobody_waits_for_is_retried_after_its_delay() -> None:
-    """A resume (or resync, or child) reconcile that failed: again after retry_after, not before."""
+    """A reconcile that failed (any trigger): again after its retry_after, not before."""
     run = Recorder(failing=True)  # retry after 1 s, then 2 s, ...
     run.release.set()
     clock = ManualClock()
@@ -231,7 +232,7 @@ async def test_a_waiting_retry_is_brought_forward_by_a_new_request_and_runs_once
     run.failing = False
     assert not queue.request(("ns", "a"), "resync")  # joins the waiting retry, queued now
     await settle_workers()
-    assert run.calls == [(("ns", "a"), "resume"), (("ns", "a"), "retry")]
+    assert run.calls == [(("ns", "a"), "resume"), (("ns", "a"), "resync")]
     clock.advance(60)  # the retry's own timer was cancelled: no third reconcile
     await settle_workers()
     await queue.stop()

@@ -14,10 +14,12 @@ only once no further request for it came for ``settle`` seconds (and at most
 (``kubectl annotate`` of five ConfigMaps, one process after another) is still one
 reconcile. Any request without a settle time queues the twin at once.
 
-A reconcile that nobody waits for and that asks to be retried (``retry_after``: a
-dependency failed) is requested again after that delay, as a settling request that
-any other request for the twin brings forward. The reconciler grows the delay with
-each consecutive failure, so a failing twin is never reconciled in a hot loop.
+A request that queues at once names the reconcile (its trigger: an update's must
+check Qdrant even if a child's event asked first). A reconcile that asks to be
+retried (``retry_after``: a dependency failed) is requested again after that delay,
+as a settling request that any other request for the twin brings forward. The
+reconciler grows the delay with each consecutive failure, so a failing twin is
+never reconciled in a hot loop.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from phoenix_operator.reconcile.children import TwinKey
@@ -64,7 +66,6 @@ class _LoopClock:
 @dataclass
 class _Request:
     trigger: str
-    waiters: list[asyncio.Future[ReconcileResult]] = field(default_factory=list)
     # While settling: when the first request came, and the timer that queues the twin.
     first: float = 0.0
     timer: Timer | None = None
@@ -95,8 +96,6 @@ class ReconcileQueue:
         for request in self._pending.values():
             if request.timer is not None:
                 request.timer.cancel()
-            for waiter in request.waiters:
-                waiter.cancel()
         self._pending.clear()
 
     def __len__(self) -> int:
@@ -110,6 +109,8 @@ class ReconcileQueue:
         """
         request = self._pending.get(key)
         if request is not None:
+            if settle <= 0:
+                request.trigger = trigger
             if request.timer is not None:  # still settling
                 if settle > 0:
                     self._settle(key, request, settle)
@@ -146,15 +147,6 @@ class ReconcileQueue:
         request.timer = None
         self._queue.put_nowait(key)
 
-    async def reconcile(self, key: TwinKey, trigger: str) -> ReconcileResult:
-        """Request a reconcile and wait for its result (kopf's change handlers need it)."""
-        self.request(key, trigger)  # no settle: queued at once, even if a child's was settling
-        request = self._pending[key]
-        request.trigger = trigger  # the handler's reason names the reconcile in metrics
-        waiter: asyncio.Future[ReconcileResult] = asyncio.get_running_loop().create_future()
-        request.waiters.append(waiter)
-        return await waiter
-
     async def _work(self) -> None:
         while True:
             key = await self._queue.get()
@@ -174,19 +166,9 @@ class ReconcileQueue:
     async def _run(self, key: TwinKey, request: _Request) -> None:
         try:
             result = await self._reconcile(key, request.trigger)
-        except asyncio.CancelledError:
-            for waiter in request.waiters:
-                waiter.cancel()
-            raise
-        except Exception as err:  # one twin's failure must not end the worker
-            if not request.waiters:
-                logger.exception("reconcile failed", extra={"twin": "/".join(key)})
-            for waiter in request.waiters:
-                if not waiter.done():
-                    waiter.set_exception(err)
+        except Exception:  # one twin's failure must not end the worker. The reconciler
+            # turns failures into results; this is a bug: logged, and the resync retries.
+            logger.exception("reconcile failed", extra={"twin": "/".join(key)})
             return
-        for waiter in request.waiters:
-            if not waiter.done():
-                waiter.set_result(result)
-        if not request.waiters and result.retry_after is not None:
+        if result.retry_after is not None:
             self._retry(key, RETRY_TRIGGER, result.retry_after)
