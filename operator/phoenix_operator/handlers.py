@@ -194,9 +194,10 @@ async def reconcile_twin(body: kopf.Body, reason: str, memo: kopf.Memo, **_: Any
     1,000 twins created together, or resumed after a restart, would otherwise keep
     1,000 kopf invocations (cause, body, patch, loggers) alive while the queue's 8
     workers build every twin's lasting state beside them; the memory they free
-    afterwards stays in the process (about 15 MiB at 1,000 twins, see docs/operator.md).
-    The queue retries a failed reconcile itself, with the reconciler's growing delay,
-    and the twin's Degraded condition and Warning event say why.
+    afterwards stays in the process (at 1,000 twins: 24 MiB after a restart, 8 MiB
+    once converged; docs/operator.md, *The restart's peak, fourth round*). The queue
+    retries a failed reconcile itself, with the reconciler's growing delay, and the
+    twin's Degraded condition and Warning event say why.
     """
     _operator(memo).queue.request(_key(body), str(reason))
 
