@@ -187,9 +187,9 @@ async def settle_workers() -> None:
         await asyncio.sleep(0)
 
 
-async def test_a_failed_reconcile_nobody_waits_for_is_retried_after_its_delay() -> None:
-    """A reconcile that failed (any trigger): again after its retry_after, not before."""
-    run = Recorder(failing=True)  # retry after 1 s, then 2 s, ...
+async def after_one_failure() -> tuple[Recorder, ManualClock, ReconcileQueue]:
+    """A started queue whose one twin's first reconcile (``resume``) failed: its retry waits."""
+    run = Recorder(failing=True)
     run.release.set()
     clock = ManualClock()
     queue = ReconcileQueue(run, workers=1, clock=clock)
@@ -197,6 +197,12 @@ async def test_a_failed_reconcile_nobody_waits_for_is_retried_after_its_delay() 
     queue.request(("ns", "a"), "resume")
     await settle_workers()
     assert run.calls == [(("ns", "a"), "resume")]
+    return run, clock, queue
+
+
+async def test_a_failed_reconcile_is_retried_after_its_delay() -> None:
+    """A reconcile that failed (any trigger): again after its retry_after, not before."""
+    run, clock, queue = await after_one_failure()  # retry after 1 s, then 2 s, ...
     assert len(queue) == 1  # the retry waits
     clock.advance(0.9)
     await settle_workers()
@@ -222,13 +228,7 @@ async def test_a_failed_reconcile_nobody_waits_for_is_retried_after_its_delay() 
 
 
 async def test_a_waiting_retry_is_brought_forward_by_a_new_request_and_runs_once() -> None:
-    run = Recorder(failing=True)
-    run.release.set()
-    clock = ManualClock()
-    queue = ReconcileQueue(run, workers=1, clock=clock)
-    queue.start()
-    queue.request(("ns", "a"), "resume")
-    await settle_workers()
+    run, clock, queue = await after_one_failure()
     run.failing = False
     assert not queue.request(("ns", "a"), "resync")  # joins the waiting retry, queued now
     await settle_workers()
@@ -240,13 +240,7 @@ async def test_a_waiting_retry_is_brought_forward_by_a_new_request_and_runs_once
 
 
 async def test_stopping_the_queue_drops_a_waiting_retry() -> None:
-    run = Recorder(failing=True)
-    run.release.set()
-    clock = ManualClock()
-    queue = ReconcileQueue(run, workers=1, clock=clock)
-    queue.start()
-    queue.request(("ns", "a"), "resume")
-    await settle_workers()
+    _, clock, queue = await after_one_failure()
     await queue.stop()
     assert len(queue) == 0
     assert all(timer.cancelled for timer in clock.timers)
