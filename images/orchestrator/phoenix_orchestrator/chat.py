@@ -34,7 +34,7 @@ from phoenix_orchestrator.approvals.store import ApprovalStore
 from phoenix_orchestrator.chat_replies import pending_view, record_view
 from phoenix_orchestrator.decisions import Clock, Decision, Decisions, denial_observation
 from phoenix_orchestrator.errors import BadInput, GrantNotFound, NoPendingRequest
-from phoenix_orchestrator.execution import Executor, Outcome
+from phoenix_orchestrator.execution import Executor, ObservedReply
 from phoenix_orchestrator.gate import Gate
 from phoenix_orchestrator.ledger import Ledger
 from phoenix_orchestrator.observability import Metrics
@@ -160,14 +160,14 @@ class ChatService:
             reply = execution.memory_denied(subject, job_id, newest)
         for other in denied[1:]:
             await self.loop.resume(
-                other.turn_id, other.request_id, Outcome(reply, None), job_id=job_id, sink=None,
-                control=control,
+                other.turn_id, other.request_id, ObservedReply(reply, None), job_id=job_id,
+                sink=None, control=control,
             )  # fmt: skip
         if newest is None:
             return reply
         observation = denial_observation(newest, decision)
         return await self.loop.resume(
-            newest.turn_id, newest.request_id, Outcome(reply, observation), job_id=job_id,
+            newest.turn_id, newest.request_id, ObservedReply(reply, observation), job_id=job_id,
             sink=sink, control=control,
         )  # fmt: skip
 

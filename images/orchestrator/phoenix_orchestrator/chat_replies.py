@@ -13,7 +13,7 @@ from phoenix_orchestrator.api import (
 )
 from phoenix_orchestrator.approvals import ApprovalRequest, AuditEntry
 from phoenix_orchestrator.gate import Proposal
-from phoenix_orchestrator.planning import Plan
+from phoenix_orchestrator.planning import PlannedAction
 
 
 def issued_command(request: ApprovalRequest) -> IssuedCommand:
@@ -90,13 +90,13 @@ def record_view(request: ApprovalRequest, trail: list[AuditEntry]) -> ApprovalRe
     )
 
 
-def _planned(reply: ChatResponse, plan: Plan) -> ChatResponse:
+def _planned(reply: ChatResponse, plan: PlannedAction) -> ChatResponse:
     # Set after validation: both are plain strings the planner produced.
     reply.planner, reply.planner_error = plan.planner, plan.planner_error
     return reply
 
 
-def ask_reply(request: ApprovalRequest, plan: Plan, job_id: str) -> ChatResponse:
+def ask_reply(request: ApprovalRequest, plan: PlannedAction, job_id: str) -> ChatResponse:
     if request.kind == "memory":
         text = "Authorization required to run a memory search. Please approve or deny in the UI."
         action = f"Memory authorization requested: {request.request_id}"
@@ -119,7 +119,7 @@ def ask_reply(request: ApprovalRequest, plan: Plan, job_id: str) -> ChatResponse
     )
 
 
-def respond_reply(plan: Plan, job_id: str) -> ChatResponse:
+def respond_reply(plan: PlannedAction, job_id: str) -> ChatResponse:
     builtin = plan.planner == "builtin"
     content = getattr(plan.action.details, "content", "")
     return _planned(
@@ -135,7 +135,9 @@ def respond_reply(plan: Plan, job_id: str) -> ChatResponse:
     )
 
 
-def refused_reply(proposal: Proposal, reason: str, plan: Plan, job_id: str) -> ChatResponse:
+def refused_reply(
+    proposal: Proposal, reason: str, plan: PlannedAction, job_id: str
+) -> ChatResponse:
     """A call that could never run (its schema, the twin's tool policy): no human is asked."""
     name = proposal.tool_name if proposal.kind == "tool" else "memory search"
     return _planned(

@@ -37,7 +37,7 @@ from phoenix_orchestrator.errors import (
     EditRefused,
     NoPendingRequest,
 )
-from phoenix_orchestrator.execution import Outcome
+from phoenix_orchestrator.execution import ObservedReply
 from phoenix_orchestrator.ledger import Ledger
 from phoenix_orchestrator.runs import Runs
 from phoenix_orchestrator.settings import OrchestratorSettings
@@ -177,7 +177,9 @@ class Decisions:
 
     # -- deciding one request ------------------------------------------------------
 
-    async def decide(self, target: ApprovalRequest, decision: Decision, job_id: str) -> Outcome:
+    async def decide(
+        self, target: ApprovalRequest, decision: Decision, job_id: str
+    ) -> ObservedReply:
         """Approve or deny ``target`` once; an approval runs it."""
         self._check_decidable(target, decision)
         if target.expired(self._clock()):
@@ -192,7 +194,9 @@ class Decisions:
             if decision.scope == "session":
                 raise BadInput("scope 'session' applies to approvals only, not to denials")
             await self._decided_or_raise(target, decision, "denied", outcome="denied")
-            return Outcome(execution.denied(target, job_id), denial_observation(target, decision))
+            return ObservedReply(
+                execution.denied(target, job_id), denial_observation(target, decision)
+            )
         edited = self._edit(target, decision.arguments)
         approved = target.model_copy(update=edited)
         also: list[Statement] = []

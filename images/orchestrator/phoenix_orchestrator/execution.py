@@ -25,7 +25,7 @@ MAX_OBSERVATION_CHARS = 4_000
 
 
 @dataclass(frozen=True)
-class Outcome:
+class ObservedReply:
     """The reply to show and, when the planner should see it, the observation."""
 
     reply: ChatResponse
@@ -90,12 +90,12 @@ class Executor:
         if self._loaded is not None:
             await self._loaded.close()
 
-    async def run(self, target: ApprovalRequest, *, actor: str, job_id: str) -> Outcome:
+    async def run(self, target: ApprovalRequest, *, actor: str, job_id: str) -> ObservedReply:
         if target.kind == "memory":
             return await self._query_memory(target, job_id)
         return await self._run_tool(target, actor=actor, job_id=job_id)
 
-    async def _query_memory(self, target: ApprovalRequest, job_id: str) -> Outcome:
+    async def _query_memory(self, target: ApprovalRequest, job_id: str) -> ObservedReply:
         query = target.effective_query
         try:
             found = await self._backends.query_memory(
@@ -116,9 +116,9 @@ class Executor:
             request_id=target.request_id,
             source_memories=[result.id for result in found.results],
         )
-        return Outcome(reply, bounded("\n".join(lines)))
+        return ObservedReply(reply, bounded("\n".join(lines)))
 
-    async def _run_tool(self, target: ApprovalRequest, *, actor: str, job_id: str) -> Outcome:
+    async def _run_tool(self, target: ApprovalRequest, *, actor: str, job_id: str) -> ObservedReply:
         tool = target.tool_name or ""
         try:
             result = await self._backends.run_tool(
@@ -174,4 +174,4 @@ class Executor:
             + "\nstderr:\n"
             + "\n".join(result.stderr_logs)
         )
-        return Outcome(reply, bounded(observation))
+        return ObservedReply(reply, bounded(observation))

@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Callable
 
 from phoenix_orchestrator.approvals import ApprovalRequest
 from phoenix_orchestrator.errors import AlreadyDecided, BackendUnavailable, ReplyError
-from phoenix_orchestrator.execution import Executor, Outcome
+from phoenix_orchestrator.execution import Executor, ObservedReply
 from phoenix_orchestrator.ledger import Ledger
 
 logger = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class Runs:
         channel: str,
         principal: str | None,
         job_id: str,
-    ) -> Outcome:
+    ) -> ObservedReply:
         """Claim ``target`` (approved), run it, record the result; the claim makes it once."""
         if not await self._ledger.move(
             target, "approved", "running", event="started", actor=actor, channel=channel,

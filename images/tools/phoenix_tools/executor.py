@@ -1,6 +1,6 @@
 """One tool request end to end: validate, decide, run, audit.
 
-The gRPC servicer hands a validated request here and gets an ``Outcome`` it
+The gRPC servicer hands a validated request here and gets an ``ExecutionResult`` it
 turns into an ExecutionResponse. A policy denial is an ordinary response
 (``success=false``, ``exit_code=1``, ``stderr_logs=["Policy violation: ..."]``)
 as in the original; malformed input and a missing sandbox are gRPC errors.
@@ -22,7 +22,7 @@ from phoenix_tools.runtime import SandboxRuntime
 
 
 @dataclass(frozen=True)
-class Outcome:
+class ExecutionResult:
     success: bool
     exit_code: int
     message: str
@@ -44,7 +44,7 @@ class ToolExecutor:
         self.options = options
         self.memory = memory
 
-    async def execute(self, request: ToolRequest) -> Outcome:
+    async def execute(self, request: ToolRequest) -> ExecutionResult:
         execution_id = uuid.uuid4().hex
         started = time.monotonic()
         document = self.policies.current()
@@ -69,7 +69,7 @@ class ToolExecutor:
         if evaluation.plan is None:
             audit.record(replace(template, outcome="denied"))
             stderr = [f"Policy violation: {decision.reason}"]
-            return Outcome(False, 1, decision.reason, execution_id, [], stderr)
+            return ExecutionResult(False, 1, decision.reason, execution_id, [], stderr)
         plan = evaluation.plan
         try:
             if plan.kind == "file_write":
@@ -95,14 +95,14 @@ class ToolExecutor:
         return outcome
 
     async def _exec(
-        self, request: ToolRequest, plan: policy.Plan, template: audit.AuditRecord
-    ) -> Outcome:
+        self, request: ToolRequest, plan: policy.ExecutionPlan, template: audit.AuditRecord
+    ) -> ExecutionResult:
         execution_id = template.execution_id
         program = plan.program
         if program is not None and not program.found and not program.builtin:
             message = f"Command not found: {program.given}"
             audit.record(replace(template, exit_code=127, outcome="failed"))
-            return Outcome(False, 127, message, execution_id, [], [message])
+            return ExecutionResult(False, 127, message, execution_id, [], [message])
         result = await self.runtime.run(request.twin_id, plan.argv, execution_id=execution_id)
         audit.record(
             replace(
@@ -118,7 +118,7 @@ class ToolExecutor:
                 outcome=result.outcome,
             )
         )
-        return Outcome(
+        return ExecutionResult(
             result.success,
             result.exit_code,
             result.message,
@@ -127,18 +127,18 @@ class ToolExecutor:
             result.stderr,
         )
 
-    async def _file_write(self, request: ToolRequest, execution_id: str) -> Outcome:
+    async def _file_write(self, request: ToolRequest, execution_id: str) -> ExecutionResult:
         parsed = tool_args.file_write(request.args)
         relative, content = parsed.path, parsed.content
         workspace = self.runtime.workspace(request.twin_id)
         written = await asyncio.to_thread(workdir.write_file, workspace, relative, content)
         message = f"Wrote {written} bytes to {workdir.WORKSPACE}/{relative.strip('/')}"
-        return Outcome(True, 0, message, execution_id, [message], [])
+        return ExecutionResult(True, 0, message, execution_id, [message], [])
 
-    async def _vector_query(self, request: ToolRequest, execution_id: str) -> Outcome:
+    async def _vector_query(self, request: ToolRequest, execution_id: str) -> ExecutionResult:
         query = vector_query.parse_args(request.args, request.namespace)
         lines = await self.memory.query(request.twin_id, query)
-        return Outcome(
+        return ExecutionResult(
             True, 0, f"vector_query returned {len(lines)} results", execution_id, lines, []
         )
 

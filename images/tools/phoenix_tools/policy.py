@@ -120,7 +120,7 @@ class PolicyDecision:
 
 
 @dataclass(frozen=True)
-class Plan:
+class ExecutionPlan:
     """What to do once allowed: a tool, or an argv to run in the sandbox."""
 
     kind: Literal["exec", "file_write", "vector_query"]
@@ -132,7 +132,7 @@ class Plan:
 @dataclass(frozen=True)
 class Evaluation:
     decision: PolicyDecision
-    plan: Plan | None
+    plan: ExecutionPlan | None
 
 
 def evaluate(
@@ -171,7 +171,7 @@ def evaluate(
     kind: Literal["file_write", "vector_query"] = (
         "file_write" if command == FILE_WRITE else "vector_query"
     )
-    return Evaluation(PolicyDecision(True, f"allowed:{command}"), Plan(kind))
+    return Evaluation(PolicyDecision(True, f"allowed:{command}"), ExecutionPlan(kind))
 
 
 def _command_exec(
@@ -206,9 +206,9 @@ def _command_exec(
         runnable = first.found and not first.builtin and first.sandbox_path is not None
         argv0 = first.sandbox_path if runnable and first.sandbox_path else first.given
         rest = tuple(a for a in commands[0].argv[1:] if a is not None)
-        plan = Plan("exec", (argv0, *rest), first, tuple(checked))
+        plan = ExecutionPlan("exec", (argv0, *rest), first, tuple(checked))
         return Evaluation(PolicyDecision(True, "allowed:command_exec"), plan)
-    plan = Plan("exec", ("/bin/sh", "-c", line), programs_checked=tuple(checked))
+    plan = ExecutionPlan("exec", ("/bin/sh", "-c", line), programs_checked=tuple(checked))
     return Evaluation(PolicyDecision(True, "allowed:command_exec"), plan)
 
 
@@ -260,7 +260,9 @@ def _direct_program(
         return Evaluation(decision, None)
     argv = (program.sandbox_path or command, *args)
     checked = (program.real_path or command,)
-    return Evaluation(decision, Plan("exec", argv, program=program, programs_checked=checked))
+    return Evaluation(
+        decision, ExecutionPlan("exec", argv, program=program, programs_checked=checked)
+    )
 
 
 def check_program(  # noqa: PLR0911 - one return per rule, in evaluation order

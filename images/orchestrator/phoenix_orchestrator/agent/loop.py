@@ -42,10 +42,10 @@ from phoenix_orchestrator.chat_replies import (
     stopped_reply,
 )
 from phoenix_orchestrator.errors import PlanningUnavailable, ReplyError
-from phoenix_orchestrator.execution import Outcome
+from phoenix_orchestrator.execution import ObservedReply
 from phoenix_orchestrator.gate import Gate, Proposal
 from phoenix_orchestrator.observability import Metrics
-from phoenix_orchestrator.planning import LLMPlanningError, Plan
+from phoenix_orchestrator.planning import LLMPlanningError, PlannedAction
 from phoenix_orchestrator.planning.planner import Planner
 from phoenix_orchestrator.runs import Runs
 from phoenix_orchestrator.tool_args import missing_args
@@ -151,7 +151,7 @@ class AgentLoop:
         self,
         turn_id: str | None,
         request_id: str,
-        outcome: Outcome,
+        outcome: ObservedReply,
         *,
         job_id: str,
         sink: Sink | None,
@@ -207,7 +207,9 @@ class AgentLoop:
             await self._turns.save(turn.finished(self._clock()) if finished else turn)
         return replies.build(turn_id=turn.turn_id if persisted else None, steps=turn.step_count)
 
-    async def _plan(self, turn: Turn, replies: Replies, control: TurnControl) -> Plan | None:
+    async def _plan(
+        self, turn: Turn, replies: Replies, control: TurnControl
+    ) -> PlannedAction | None:
         today = self._clock().astimezone().date()
         try:
             plan = await control.planning(self._planner.next(turn, today, replies.stream))
@@ -222,7 +224,7 @@ class AgentLoop:
         return plan
 
     async def _step(
-        self, turn: Turn, plan: Plan, replies: Replies, job_id: str
+        self, turn: Turn, plan: PlannedAction, replies: Replies, job_id: str
     ) -> tuple[Turn, bool, str]:
         """Act on one plan: (the turn now, whether it is stored, "next"|"pause"|"end")."""
         number = turn.step_count + 1
@@ -270,7 +272,7 @@ class AgentLoop:
                 observation = outcome.observation or ""
             return turn.observed(target.request_id, observation, self._clock()), True, "next"
 
-    def _proposal(self, turn: Turn, plan: Plan, number: int) -> Proposal:
+    def _proposal(self, turn: Turn, plan: PlannedAction, number: int) -> Proposal:
         action = plan.action
         common = {
             "request_id": str(uuid.uuid4()),
@@ -294,7 +296,7 @@ class AgentLoop:
         )
 
     @staticmethod
-    def _unplannable(proposal: Proposal, plan: Plan, job_id: str) -> ChatResponse | None:
+    def _unplannable(proposal: Proposal, plan: PlannedAction, job_id: str) -> ChatResponse | None:
         """The original's replies to a tool it does not know or one missing its arguments."""
         if proposal.kind != "tool":
             return None

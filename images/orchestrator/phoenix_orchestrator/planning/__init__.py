@@ -26,7 +26,7 @@ class LLMPlanningError(Exception):
 
 
 @dataclass(frozen=True)
-class Plan:
+class PlannedAction:
     """A decision, the planner's raw output it came from, and who made it."""
 
     action: Action

@@ -5,7 +5,7 @@ The first step is ``plan``'s; after that the LLM sees the whole turn, and the
 deterministic planner continues its scripts (or stops: the result answers).
 
 When the LLM fails and ``LLM_FALLBACK_TO_DETERMINISTIC`` is on, the
-deterministic planner answers and the ``Plan`` says so (planner
+deterministic planner answers and the ``PlannedAction`` says so (planner
 ``deterministic-fallback`` plus the error); the fallback is counted. With
 fallback off, the failure reaches the caller as ``LLMPlanningError``.
 """
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from phoenix_orchestrator.actions import dump_action
 from phoenix_orchestrator.observability import Metrics
-from phoenix_orchestrator.planning import Action, LLMPlanningError, Plan, deterministic
+from phoenix_orchestrator.planning import Action, LLMPlanningError, PlannedAction, deterministic
 
 if TYPE_CHECKING:
     from phoenix_orchestrator.agent.turns import Turn
@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 
 class Planner:
-    """Turns a message into a ``Plan``."""
+    """Turns a message into a ``PlannedAction``."""
 
     def __init__(self, llm: LLMPlanner | None, *, fallback: bool, metrics: Metrics) -> None:
         self._llm = llm
@@ -36,13 +36,15 @@ class Planner:
         self._metrics = metrics
         self._decisions: dict[tuple[str, str], Any] = {}
 
-    async def plan(self, message: str, twin_id: str, today: date, sink: Sink | None = None) -> Plan:
+    async def plan(
+        self, message: str, twin_id: str, today: date, sink: Sink | None = None
+    ) -> PlannedAction:
         builtin = deterministic.builtin_reply(message, today)
         if builtin is not None:
-            return self._counted(Plan(builtin, dump_action(builtin), "builtin"))
+            return self._counted(PlannedAction(builtin, dump_action(builtin), "builtin"))
         if self._llm is None:
             action = deterministic.plan(message)
-            return self._counted(Plan(action, dump_action(action), "deterministic"))
+            return self._counted(PlannedAction(action, dump_action(action), "deterministic"))
         try:
             action, raw = await self._llm.decide(message, twin_id, sink=sink)
         except LLMPlanningError as err:
@@ -56,12 +58,14 @@ class Planner:
             )
             action = deterministic.plan(message)
             return self._counted(
-                Plan(action, dump_action(action), "deterministic-fallback", planner_error=str(err))
+                PlannedAction(
+                    action, dump_action(action), "deterministic-fallback", planner_error=str(err)
+                )
             )
         self._metrics.llm_requests.labels(outcome="ok").inc()
-        return self._counted(Plan(action, raw, "llm"))
+        return self._counted(PlannedAction(action, raw, "llm"))
 
-    def _counted(self, plan: Plan) -> Plan:
+    def _counted(self, plan: PlannedAction) -> PlannedAction:
         key = (plan.action.action_type, plan.planner)  # a handful of fixed combinations
         counter = self._decisions.get(key)
         if counter is None:
@@ -71,7 +75,7 @@ class Planner:
         counter.inc()
         return plan
 
-    async def next(self, turn: Turn, today: date, sink: Sink | None = None) -> Plan | None:
+    async def next(self, turn: Turn, today: date, sink: Sink | None = None) -> PlannedAction | None:
         """The turn's next step, or None when the last observation is the answer."""
         if not turn.steps:
             return await self.plan(turn.message, turn.twin_id, today, sink)
@@ -95,12 +99,12 @@ class Planner:
             if fallback is None:
                 return None
             return self._counted(
-                Plan(fallback, dump_action(fallback), "deterministic-fallback", str(err))
+                PlannedAction(fallback, dump_action(fallback), "deterministic-fallback", str(err))
             )
         self._metrics.llm_requests.labels(outcome="ok").inc()
-        return self._counted(Plan(action, raw, "llm"))
+        return self._counted(PlannedAction(action, raw, "llm"))
 
-    def _scripted(self, action: Action | None, planner: str) -> Plan | None:
+    def _scripted(self, action: Action | None, planner: str) -> PlannedAction | None:
         if action is None:
             return None
-        return self._counted(Plan(action, dump_action(action), "deterministic"))
+        return self._counted(PlannedAction(action, dump_action(action), "deterministic"))
