@@ -57,12 +57,15 @@ def all_ready(kube: KubeCluster, namespace: str, names: list[str]) -> bool:
     return all(ready_at_generation(kube, namespace, name)() for name in names)
 
 
-def reconciles(operator: OperatorProcess, trigger: str) -> float:
-    """Reconciles this process finished for ``trigger`` (resume, resync, child, ...)."""
+def reconciles(operator: OperatorProcess, trigger: str, result: str | None = None) -> float:
+    """Reconciles this process finished for ``trigger`` (resume, resync, child, ...), with
+    ``result`` (ok, degraded, error) when given."""
     return sum(
         value
         for name, value in operator.metrics().items()
-        if name.startswith("phoenix_operator_reconciles_total") and f'trigger="{trigger}"' in name
+        if name.startswith("phoenix_operator_reconciles_total")
+        and f'trigger="{trigger}"' in name
+        and (result is None or f'result="{result}"' in name)
     )
 
 
@@ -192,11 +195,9 @@ def test_killed_operator_converges_after_restart_without_orphans_or_stuck_finali
 def test_a_twin_whose_qdrant_is_down_at_restart_is_retried_until_it_answers(
     kube_cluster: KubeCluster, namespace: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """The resume handler only queues its twin, so the queue itself must retry a failed
+    """The twin handlers only queue their twin, so the queue itself must retry a failed
     reconcile: with resync an hour away, nothing else would ever look at the twin again."""
     install_crd(kube_cluster)
-    port = free_port()
-    spec = {"memory": {"qdrant": {"url": f"http://127.0.0.1:{port}"}}}
     operator = OperatorProcess(
         kube_cluster.kubeconfig,
         tmp_path_factory.mktemp("operator"),
@@ -204,36 +205,47 @@ def test_a_twin_whose_qdrant_is_down_at_restart_is_retried_until_it_answers(
         PHOENIX_OPERATOR_QDRANT_RETRY_SECONDS="3",  # retries after 0.5, 1, 2, 4, ... s
     )
     try:
-        with qdrant_endpoint(grpc_port=port):
-            operator.start()
-            kube_cluster.apply(twin("ivy", namespace, spec))
-            wait_for(
-                ready_at_generation(kube_cluster, namespace, "ivy"), what="ivy Ready", timeout=90
-            )
-            operator.kill()
-        operator.start()  # Qdrant is gone now
-        wait_for(
-            lambda: degraded_reason(kube_cluster, namespace, "ivy") == "QdrantUnreachable",
-            what="Degraded=QdrantUnreachable after the restart",
-            timeout=60,
-        )
-        assert reconciles(operator, "resume") == 1
-        wait_for(lambda: reconciles(operator, "retry") >= 2, what="two retries", timeout=30)
-        with qdrant_endpoint(grpc_port=port):
-            wait_for(
-                ready_at_generation(kube_cluster, namespace, "ivy"),
-                what="ivy Ready again, through a retry",
-                timeout=90,
-            )
-            assert degraded_reason(kube_cluster, namespace, "ivy") == "AsExpected"
-            retries = reconciles(operator, "retry")
-            assert reconciles(operator, "resync") == 0  # nothing but the queue's retries
-            # Growing delays, never a hot loop: ~8 s down is at most 5 attempts after 0.5 s.
-            assert 2 <= retries <= 12, retries
-            time.sleep(3)  # once it succeeded, nothing more is scheduled
-            assert reconciles(operator, "retry") == retries
+        qdrant_down_at_restart(kube_cluster, namespace, operator, timeout=90)
     finally:
         operator.stop()
+
+
+def qdrant_down_at_restart(
+    kube: KubeCluster, namespace: str, operator: OperatorProcess, *, timeout: float
+) -> None:
+    """A Ready twin on a real Qdrant; the operator killed, Qdrant stopped, the operator
+    started: Degraded, retried with growing delays, Ready again once Qdrant answers."""
+    port = free_port()
+    spec = {"memory": {"qdrant": {"url": f"http://127.0.0.1:{port}"}}}
+    ready = ready_at_generation(kube, namespace, "ivy")
+    with qdrant_endpoint(grpc_port=port):
+        operator.start()
+        kube.apply(twin("ivy", namespace, spec))
+        wait_for(ready, what="ivy Ready", timeout=timeout)
+        operator.kill()
+    operator.start()  # Qdrant is gone now
+    wait_for(
+        lambda: degraded_reason(kube, namespace, "ivy") == "QdrantUnreachable",
+        what="Degraded=QdrantUnreachable after the restart",
+        timeout=timeout,
+    )
+    assert reconciles(operator, "resume") == 1
+    wait_for(lambda: reconciles(operator, "retry") >= 2, what="two retries", timeout=timeout)
+    with qdrant_endpoint(grpc_port=port):
+        wait_for(ready, what="ivy Ready again, through a retry", timeout=timeout)
+        # Its status is written before the reconcile is counted: wait for the count.
+        wait_for(
+            lambda: reconciles(operator, "retry", result="ok") == 1,
+            what="the successful retry counted",
+            timeout=timeout,
+        )
+        assert degraded_reason(kube, namespace, "ivy") == "AsExpected"
+        retries = reconciles(operator, "retry")
+        assert reconciles(operator, "resync") == 0  # nothing but the queue's retries
+        # Growing delays, never a hot loop: 12 retries would take over 15 minutes down.
+        assert 2 <= retries <= 12, retries
+        time.sleep(3)  # once it succeeded, nothing more is scheduled
+        assert reconciles(operator, "retry") == retries
 
 
 def degraded_reason(kube: KubeCluster, namespace: str, name: str) -> str | None:

@@ -7,6 +7,9 @@ and out of step between kinds, listed children pass the index barrier without wa
 (kopf_barrier) while the twins wait for it, and object workers end after
 ``PHOENIX_OPERATOR_WORKER_IDLE_SECONDS`` and are made again on the next event. A twin
 compared against a partial index would re-apply children it already has.
+
+Also under load: a restart while a twin's Qdrant is down, which only the reconcile
+queue's own retry timers bring back to Ready (the twin handlers do not wait or retry).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from tests.e2e.test_operator_restart import (
     all_ready,
     children,
     children_written,
+    qdrant_down_at_restart,
     quiet_status,
     reconciles,
     written,
@@ -45,6 +49,24 @@ def test_restarts_under_load_write_only_what_changed_while_down(
         PHOENIX_OPERATOR_RESYNC_SECONDS=str(RESYNC_SECONDS),
     ) as operator:
         _restart_under_load(kube_cluster, namespace, operator)
+
+
+def test_a_twin_whose_qdrant_is_down_at_restart_is_retried_under_load(
+    kube_cluster: KubeCluster, namespace: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The queue's retry timers under load: the twin still recovers through them alone."""
+    install_crd(kube_cluster)
+    operator = OperatorProcess(
+        kube_cluster.kubeconfig,
+        tmp_path_factory.mktemp("operator"),
+        PHOENIX_OPERATOR_RESYNC_SECONDS="3600",
+        PHOENIX_OPERATOR_QDRANT_RETRY_SECONDS="3",
+    )
+    try:
+        with BuildLoad():
+            qdrant_down_at_restart(kube_cluster, namespace, operator, timeout=LOADED_TIMEOUT_S)
+    finally:
+        operator.stop()
 
 
 def _restart_under_load(

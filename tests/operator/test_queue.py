@@ -241,6 +241,8 @@ async def test_a_waiting_retry_is_brought_forward_by_a_new_request_and_runs_once
 
 async def test_stopping_the_queue_drops_a_waiting_retry() -> None:
     _, clock, queue = await after_one_failure()
+    assert len(queue) == 1  # the retry waits on its timer
+    assert clock.timers
     await queue.stop()
     assert len(queue) == 0
     assert all(timer.cancelled for timer in clock.timers)

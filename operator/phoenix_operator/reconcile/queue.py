@@ -125,14 +125,6 @@ class ReconcileQueue:
             self._queue.put_nowait(key)
         return True
 
-    def _retry(self, key: TwinKey, trigger: str, delay: float) -> None:
-        """Request ``key`` again in ``delay`` seconds (unless it is already requested)."""
-        if key in self._pending:  # that reconcile comes after this one and sees the same
-            return
-        now = self._clock.time()
-        request = self._pending[key] = _Request(trigger, first=now)
-        request.timer = self._clock.call_at(now + delay, lambda: self._enqueue(key))
-
     def _settle(self, key: TwinKey, request: _Request, settle: float) -> None:
         if request.timer is not None:
             request.timer.cancel()
@@ -170,5 +162,7 @@ class ReconcileQueue:
             # turns failures into results; this is a bug: logged, and the resync retries.
             logger.exception("reconcile failed", extra={"twin": "/".join(key)})
             return
-        if result.retry_after is not None:
-            self._retry(key, RETRY_TRIGGER, result.retry_after)
+        # A retry is a request that settles for the delay; one already waiting (it came
+        # while this reconcile ran) comes after it anyway and sees the same.
+        if result.retry_after is not None and key not in self._pending:
+            self.request(key, RETRY_TRIGGER, settle=result.retry_after)
