@@ -162,6 +162,8 @@ def create_app(
         app.include_router(router)
     _document_chat_route(app)
     install_error_handlers(app)
+    # Inside the request metrics, so a short-path reply is counted like any other.
+    app.add_middleware(chat.ChatShortPath, handlers=app.exception_handlers)
     app.add_middleware(RequestMetrics, metrics=app_metrics)
     return app
 
