@@ -759,3 +759,13 @@ async def test_a6_nul_bytes_and_huge_requests_are_invalid_argument(tools: Runnin
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await tools.run(twin, command, *args, **extra)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_r7_fallback_mode_kills_what_let_go_of_its_pipes(
+    fallback_tools: Running, tools: Running
+) -> None:
+    """A child that closed its output keeps nothing open to wait for: it is killed all the same."""
+    response = await fallback_tools.sh(LAB, "(exec >/dev/null 2>&1; sleep 61) & echo done")
+    assert response.exit_code == 0
+    assert list(response.stdout_logs) == ["done"]
+    assert await wait_until(lambda: not sandbox_uid_processes(fallback_tools, tools))

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -196,3 +200,30 @@ def test_output_is_capped_at_200_lines_and_32_kib_per_stream() -> None:
     assert sum(len(line) for line in lines) == 32 * 1024
     assert cut
     assert big.total == 100_000
+
+
+def test_an_exec_dir_is_removed_while_a_dying_process_still_writes_in_it(tmp_path: Path) -> None:
+    """As a sandboxed process being killed can: the removal outlasts its last file."""
+    exec_dir = tmp_path / "twin" / "exec"
+    (exec_dir / "sub").mkdir(parents=True)
+    stop = threading.Event()
+
+    def write() -> None:
+        for n in itertools.count():
+            if stop.is_set():
+                return
+            with contextlib.suppress(OSError):  # once "sub" is gone, nothing is created
+                (exec_dir / "sub" / f"f{n}").write_text("x")
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        while len(list((exec_dir / "sub").iterdir())) < 100:  # it is writing
+            time.sleep(0.001)
+        stopping = threading.Timer(0.1, stop.set)  # well inside REMOVE_PATIENCE_S
+        stopping.start()
+        workdir.remove_exec_dir(exec_dir)
+    finally:
+        stop.set()
+        writer.join()
+    assert not exec_dir.exists()

@@ -105,6 +105,9 @@ class Started:
         self._changed: asyncio.Future[None] | None = None
         self._pidfd: int | None = None
         self._poller: asyncio.TimerHandle | None = None
+        # The exit status, read as soon as the process exits; it is reaped only by
+        # close(), so until then its pid, the group's id, cannot be reused (kill_group).
+        self.returncode: int | None = None
         for fd in self._pipes:
             os.set_blocking(fd, False)
             self._loop.add_reader(fd, self._on_output, fd)
@@ -117,7 +120,16 @@ class Started:
 
     @property
     def alive(self) -> bool:
-        return self.proc.returncode is None
+        return self.returncode is None
+
+    def kill_group(self) -> None:
+        """SIGKILL the process group: the process and whatever it left, even after it exited.
+
+        Safe while the process is unreaped: a group id is a pid, and the kernel does not
+        hand it out again while the (zombie) leader holds it. Once reaped, it does nothing.
+        """
+        if self.proc.returncode is None:
+            _kill_group(self.proc.pid)
 
     @property
     def drained(self) -> bool:
@@ -147,9 +159,12 @@ class Started:
             self._close_pipe(fd)
 
     def close(self) -> None:
-        """Release every descriptor and callback; safe to repeat."""
+        """Release every descriptor and callback, and reap the process if it exited; safe to
+        repeat. One still running is left to subprocess's own reaping of dropped Popens."""
         self.close_pipes()
         self._stop_watching_exit()
+        if self.returncode is not None:
+            self.proc.poll()
 
     def read_buffered(self) -> None:
         """Take in what the pipes hold right now, without waiting for more."""
@@ -180,15 +195,33 @@ class Started:
 
     def _on_exit(self) -> None:
         self._stop_watching_exit()
-        self.proc.poll()  # reaps it: waitpid(WNOHANG) once the pidfd is readable
+        self._read_exit()  # the pidfd is readable: it has exited
         self._wake()
 
     def _poll_exit(self) -> None:
         self._poller = None
-        if self.proc.poll() is None:
-            self._poller = self._loop.call_later(_EXIT_POLL_S, self._poll_exit)
-        else:
+        if self._read_exit():
             self._wake()
+        else:
+            self._poller = self._loop.call_later(_EXIT_POLL_S, self._poll_exit)
+
+    def _read_exit(self) -> bool:
+        """Take the exit status if it has exited, leaving it unreaped (WNOWAIT)."""
+        flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+        try:
+            result = os.waitid(os.P_PID, self.proc.pid, flags)
+        except ChildProcessError:
+            # Reaped elsewhere (SIGCHLD ignored, say): dead, status lost. Popen.poll() calls
+            # that 0; and marked reaped, kill_group() will not signal a reusable pid.
+            if self.proc.returncode is None:
+                self.proc.returncode = 0
+            self.returncode = self.proc.returncode
+            return True
+        if result is not None:
+            # As Popen reports it: the exit code, or minus the signal that ended it.
+            exited = result.si_code == os.CLD_EXITED
+            self.returncode = result.si_status if exited else -result.si_status
+        return self.returncode is not None
 
     def _stop_watching_exit(self) -> None:
         if self._pidfd is not None:
@@ -259,17 +292,16 @@ async def finish(
     namespace waits for an RCU grace period, 0.4-0.8 ms idle and several under load.
     """
     began = time.monotonic()
-    proc = started.proc
     timed_out = False
     try:
         await started.until(lambda: not started.alive or started.limited, timeout_s)
         if started.alive:
             timed_out = not started.limited
-            _kill_group(proc.pid)
+            started.kill_group()
         if until_eof:
             # Grandchildren may hold the pipes open (fallback mode has no PID namespace).
             if not await started.until(lambda: started.drained, DRAIN_TIMEOUT_S):
-                _kill_group(proc.pid)
+                started.kill_group()
         else:
             await started.until(lambda: not started.alive, DRAIN_TIMEOUT_S)
             started.read_buffered()
@@ -279,7 +311,7 @@ async def finish(
     if until_eof:
         await discard(started)
     status = _read_status(status_read_fd) if status_read_fd is not None else []
-    returncode = proc.returncode if proc.returncode is not None else -signal.SIGKILL
+    returncode = started.returncode if started.returncode is not None else -signal.SIGKILL
     return RunOutcome(
         returncode=returncode,
         stdout=started.stdout,
@@ -299,9 +331,12 @@ async def release(started: Started) -> None:
 
 
 async def discard(started: Started) -> None:
-    """Kill what is left of the process group, close the pipes and reap; safe to repeat."""
-    if started.alive:
-        _kill_group(started.proc.pid)
+    """Kill what is left of the process group, close the pipes and reap; safe to repeat.
+
+    The group is killed even when its leader has exited: in fallback mode (no PID
+    namespace) a child that let go of the pipes would otherwise outlive the command.
+    """
+    started.kill_group()
     started.close_pipes()
     await started.until(lambda: not started.alive, DRAIN_TIMEOUT_S)
     started.close()

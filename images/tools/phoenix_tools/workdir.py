@@ -19,6 +19,7 @@ import errno
 import os
 import re
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,9 @@ WORKSPACE = "workspace"
 ETC_DIR = ".etc"
 MAX_PATH_BYTES = 1024
 MAX_COMPONENTS = 16
+# How long an execution directory's removal is repeated while something still writes in it.
+REMOVE_PATIENCE_S = 1.0
+REMOVE_RETRY_S = 0.01
 # No "=": a path never looks like the original's key=value arguments (tool_args.py).
 _COMPONENT = re.compile(r"^[A-Za-z0-9._+@,-]{1,255}$")
 
@@ -129,8 +133,19 @@ def create_exec_dir(sandbox_dir: Path, twin_id: str, execution_id: str, owner: O
 
 
 def remove_exec_dir(path: Path) -> None:
-    """Delete an execution directory; rmtree never follows symlinks planted inside."""
-    shutil.rmtree(path, ignore_errors=True)
+    """Delete an execution directory; rmtree never follows symlinks planted inside.
+
+    A sandboxed process the kernel is still killing (bwrap's init lets go of the output
+    pipes before its namespace's other processes are gone) can create a file while the
+    tree is removed, so the removal is repeated until the directory is gone, for up to
+    REMOVE_PATIENCE_S. Called in a thread, never on the event loop.
+    """
+    deadline = time.monotonic() + REMOVE_PATIENCE_S
+    while True:
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.lexists(path) or time.monotonic() > deadline:
+            return
+        time.sleep(REMOVE_RETRY_S)
 
 
 def validate_relative_path(relative: str) -> list[str]:
