@@ -283,7 +283,7 @@ async def test_with_a_tracer_provider_each_call_is_a_span_of_the_callers_trace(
         await server.stop(0)
     assert reply.total_count == 0
     (span,) = exporter.get_finished_spans()
-    assert (span.name, span.kind) == ("/memory.MemoryService/QueryMemory", SpanKind.SERVER)
+    assert (span.name, span.kind) == ("memory.MemoryService/QueryMemory", SpanKind.SERVER)
     assert span.context is not None
     assert span.parent is not None
     assert f"{span.context.trace_id:032x}" == trace_id

@@ -489,10 +489,7 @@ async def test_with_a_tracer_provider_each_call_is_a_span_of_the_callers_trace(
         reply = await running.stub.RequestExecution(request, metadata=metadata, timeout=30)
         assert reply.success
     (span,) = exporter.get_finished_spans()
-    assert (span.name, span.kind) == (
-        "/tools.ToolExecutorService/RequestExecution",
-        SpanKind.SERVER,
-    )
+    assert (span.name, span.kind) == ("tools.ToolExecutorService/RequestExecution", SpanKind.SERVER)
     assert span.context is not None
     assert span.parent is not None
     assert f"{span.context.trace_id:032x}" == trace_id
