@@ -49,8 +49,17 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
     return deserialize
 
 
-class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Aborts with the status code of a ``PhoenixError``; hides anything else behind INTERNAL."""
+Behaviour = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+
+
+class _UnaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Wraps each unary-unary method's behaviour in ``wrap``; other handlers pass as they are."""
+
+    # Whether an undecodable request reaches the behaviour as an _Undecodable.
+    tolerant_requests = False
+
+    def wrap(self, behaviour: Behaviour, method: str) -> Behaviour:
+        raise NotImplementedError
 
     async def intercept_service(
         self,
@@ -60,9 +69,22 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
-        inner = handler.unary_unary
-        method = handler_call_details.method
+        deserializer = handler.request_deserializer
+        return grpc.unary_unary_rpc_method_handler(
+            self.wrap(handler.unary_unary, handler_call_details.method),
+            request_deserializer=_tolerant(deserializer)
+            if self.tolerant_requests
+            else deserializer,
+            response_serializer=handler.response_serializer,
+        )
 
+
+class ErrorMappingInterceptor(_UnaryInterceptor):
+    """Aborts with the status code of a ``PhoenixError``; hides anything else behind INTERNAL."""
+
+    tolerant_requests = True
+
+    def wrap(self, behaviour: Behaviour, method: str) -> Behaviour:
         async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             if isinstance(request, _Undecodable):
                 await context.abort(
@@ -70,7 +92,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     f"the request is not a valid message for {method}: it cannot be decoded",
                 )
             try:
-                return await inner(request, context)
+                return await behaviour(request, context)
             except PhoenixError as err:
                 await context.abort(err.grpc_status, str(err))
             except (grpc.aio.AbortError, asyncio.CancelledError):
@@ -79,38 +101,22 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 logger.exception("unhandled error in rpc", extra={"method": method})
                 await context.abort(grpc.StatusCode.INTERNAL, "internal server error")
 
-        return grpc.unary_unary_rpc_method_handler(
-            unary_unary,
-            request_deserializer=_tolerant(handler.request_deserializer),
-            response_serializer=handler.response_serializer,
-        )
+        return unary_unary
 
 
-class RpcSpanNameInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class RpcSpanNameInterceptor(_UnaryInterceptor):
     """Names the server span ``package.Service/Method``, as the OpenTelemetry RPC conventions
     (and PhoenixTwin's client spans) do; the instrumentation's interceptor keeps grpc's
     leading ``/``. It runs inside that interceptor's span, so only when tracing is on."""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        inner = handler.unary_unary
-        name = handler_call_details.method.lstrip("/")
+    def wrap(self, behaviour: Behaviour, method: str) -> Behaviour:
+        name = method.lstrip("/")
 
         async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             trace.get_current_span().update_name(name)
-            return await inner(request, context)
+            return await behaviour(request, context)
 
-        return grpc.unary_unary_rpc_method_handler(
-            unary_unary,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return unary_unary
 
 
 def add_standard_services(
