@@ -156,7 +156,8 @@ def create_app(
     )
     app.state.settings = settings
     app.state.metrics = app_metrics
-    # /chat first: routes are matched in order, and it takes nearly every request.
+    # A traced /chat is routed here (after FastAPI's own docs routes); an untraced one is
+    # answered before the router (ChatShortPath, below).
     app.add_route("/chat", chat.chat, methods=["POST"], include_in_schema=False)
     for router in (health.router, approvals.router, metrics.router):
         app.include_router(router)
