@@ -13,6 +13,7 @@ the process (``epoll_wait: Bad file descriptor``); a leaked one shows in the cou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import subprocess
@@ -127,17 +128,28 @@ def _exec_dirs(sandbox: Path) -> list[Path]:
     return [p for p in twin.iterdir() if p.name != "workspace"] if twin.exists() else []
 
 
+def _is_launcher(process: psutil.Process) -> bool:
+    """A ready sandbox's launcher; a zombie (a command's sandbox the service has not
+    reaped yet: runner.py reaps only after killing its group) or a process already gone is
+    not."""
+    try:
+        return warm.LAUNCHER in process.cmdline() and process.name() != "bwrap"
+    except (psutil.ZombieProcess, psutil.NoSuchProcess):
+        return False
+
+
 def _idle_and_leftover(service: psutil.Process) -> tuple[list[int], list[int]]:
     """The launchers of sandboxes kept ready (warm.py) and every other descendant process.
 
     A ready sandbox is bwrap, bwrap's init and the launcher waiting for an argv; anything
-    else under the service once every command has answered is a leftover.
+    else under the service once every command has answered is a leftover, zombies too.
     """
     descendants = service.children(recursive=True)
-    launchers = [p for p in descendants if warm.LAUNCHER in p.cmdline() and p.name() != "bwrap"]
+    launchers = [p for p in descendants if _is_launcher(p)]
     idle = {p.pid for p in launchers}
     for launcher in launchers:
-        idle |= {a.pid for a in launcher.parents() if a.pid != service.pid and a in descendants}
+        with contextlib.suppress(psutil.NoSuchProcess):  # recycled meanwhile (max age)
+            idle |= {a.pid for a in launcher.parents() if a.pid != service.pid and a in descendants}
     return [p.pid for p in launchers], [p.pid for p in descendants if p.pid not in idle]
 
 
