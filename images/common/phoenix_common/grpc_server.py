@@ -10,6 +10,7 @@ otherwise answer UNKNOWN with the decoder's exception text.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import logging
 import signal
@@ -58,8 +59,9 @@ class _UnaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     # Whether an undecodable request reaches the behaviour as an _Undecodable.
     tolerant_requests = False
 
+    @abc.abstractmethod
     def wrap(self, behaviour: Behaviour, method: str) -> Behaviour:
-        raise NotImplementedError
+        """``behaviour`` of ``method`` (grpc's ``/package.Service/Method``), wrapped."""
 
     async def intercept_service(
         self,
