@@ -64,7 +64,7 @@ def _expect(
 
 def case(i: int, rng: random.Random) -> Case:
     token = f"t{i}-{rng.randrange(10**9)}"
-    kind = i % 5
+    kind = i % 6
     if kind == 0:
         return Case(f"echo {token}", _expect([token]))
     if kind == 1:
@@ -74,6 +74,11 @@ def case(i: int, rng: random.Random) -> Case:
         return Case(f"seq {n}", _expect([str(k) for k in range(1, n + 1)]))
     if kind == 3:
         return Case("false", _expect([], [], 1))
+    if kind == 4:
+        # A child that lets go of the output and writes in the work directory until the
+        # sandbox's end kills it: the reply must not wait for it, nor its directory outlive it.
+        writer = "yes > left 2>/dev/null &"
+        return Case(f"{writer} echo {token}", _expect([token]))
     return Case(f"cat /nonexistent-{token}", _expect([], None, 1))
 
 
