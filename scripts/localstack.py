@@ -54,6 +54,8 @@ ORDER = ("memory", "tools", "orchestrator", "telemetry", "gateway")
 READY_TIMEOUT_S = 180.0
 STOP_GRACE_S = 10.0
 PROBE_INTERVAL_S = 0.2
+# pydantic's spellings of false, so TOOLS_USE_BWRAP means here what it means to the service.
+FALSE_WORDS = frozenset({"0", "off", "f", "false", "n", "no"})
 # Addresses a user (or the original's .env) may point at components of their own.
 ADDRESS_VARS = ("ORCHESTRATOR_URL", "TELEMETRY_URL", "MEMORY_GRPC_ADDR", "TOOLS_GRPC_ADDR")
 # Secrets go only to the component that reads them, never to the tools service,
@@ -186,13 +188,20 @@ def stack_addresses(config: StackConfig, base: Mapping[str, str]) -> dict[str, s
     return own
 
 
+def sandboxed(base: Mapping[str, str]) -> bool:
+    """Tools run in bubblewrap when ``bwrap`` is on PATH, unless the user turned it off
+    (``TOOLS_USE_BWRAP=false`` in ``.env`` or the environment: the cwd-only fallback)."""
+    wanted = base.get("TOOLS_USE_BWRAP", "true").strip().lower() not in FALSE_WORDS
+    return wanted and shutil.which("bwrap") is not None
+
+
 def component_environments(
     config: StackConfig, base: Mapping[str, str]
 ) -> dict[str, dict[str, str]]:
     """Each component's environment; state paths and ports are always the stack's own."""
     ports, state = config.ports, config.state_dir.resolve()
     addr = stack_addresses(config, base)
-    bwrap = shutil.which("bwrap") is not None
+    bwrap = sandboxed(base)
     provider = base.get("LLM_PROVIDER") or (
         "openrouter" if base.get("OPENROUTER_API_KEY") else "mock"
     )
@@ -348,10 +357,15 @@ class LocalStack:
         self._envs = component_environments(config, base)
         if self._envs["tools"]["TOOLS_USE_BWRAP"] != "true":
             banner = "!" * 78
+            why, fix = (
+                ("bubblewrap (bwrap) is not on PATH", "Install it (apt-get install bubblewrap)")
+                if shutil.which("bwrap") is None
+                else ("TOOLS_USE_BWRAP is off", "Unset TOOLS_USE_BWRAP")
+            )
             config.output(
-                f"{banner}\nWARNING: bubblewrap (bwrap) is not on PATH: tools run UNSANDBOXED\n"
+                f"{banner}\nWARNING: {why}: tools run UNSANDBOXED\n"
                 "(TOOLS_ALLOW_UNSANDBOXED=true), with only a private working directory.\n"
-                f"Install it (apt-get install bubblewrap) for the real sandbox.\n{banner}"
+                f"{fix} for the real sandbox.\n{banner}"
             )
 
     def start(self, name: str) -> None:

@@ -3,7 +3,8 @@
 Starts, in order, each waiting for the previous one to be healthy:
 
 1. memory (``MEMORY_BACKEND=edge``, embedded Qdrant Edge under ``.phoenix/memory``),
-2. tools (bubblewrap when ``bwrap`` is on PATH, else the unsandboxed fallback, loudly),
+2. tools (bubblewrap when ``bwrap`` is on PATH, unless ``TOOLS_USE_BWRAP=false``; else the
+   unsandboxed fallback, loudly),
 3. orchestrator (the deterministic planner unless ``OPENROUTER_API_KEY`` is set;
    approvals under ``.phoenix/orchestrator``),
 4. telemetry (``phoenix-gateway telemetry``),
