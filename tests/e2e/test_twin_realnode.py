@@ -337,6 +337,7 @@ def test_sse_telemetry_events_flow_through_the_gateway_service(twin: Twin) -> No
                 samples.append(json.loads(line.removeprefix("data:")))
                 if len(samples) == 2:
                     break
+    assert len(samples) == 2, f"the stream ended after {len(samples)} samples"
     assert all(s["mem_total"] > s["mem_used"] > 0 for s in samples), samples
 
 

@@ -39,6 +39,9 @@ async def test_producer_emits_the_originals_metrics_events_and_keep_alives() -> 
     payloads = [
         json.loads(line.removeprefix("data:")) for line in lines if line.startswith("data:")
     ]
+    # The loop also ends when the stream does: a producer that stopped early must fail here.
+    assert len(payloads) >= 4, lines
+    assert any(line.startswith(": keep-alive") for line in lines), lines
     assert set(events) == {"event: metrics"}
     first = payloads[0]
     assert set(first) == {
