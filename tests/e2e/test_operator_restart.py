@@ -29,14 +29,21 @@ CHILDREN_PER_TWIN = 21
 KINDS = "serviceaccounts,configmaps,secrets,services,deployments,statefulsets,networkpolicies,pdb"
 
 
+# These tests count an operator's reconciles and writes, so each operator serves only its
+# test's namespace: the cluster is shared, and other tests' twins (their namespaces deleted
+# without waiting, some still terminating) would count too. A restart over 8 such twins once
+# made a one-twin test read 9 resumes.
+
+
 @pytest.fixture
 def operator(
-    kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory
+    kube_cluster: KubeCluster, namespace: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     install_crd(kube_cluster)
     process = OperatorProcess(
         kube_cluster.kubeconfig,
         tmp_path_factory.mktemp("operator"),
+        PHOENIX_OPERATOR_NAMESPACES=namespace,
         PHOENIX_OPERATOR_RESYNC_SECONDS=str(RESYNC_SECONDS),
     )
     try:
@@ -201,6 +208,7 @@ def test_a_twin_whose_qdrant_is_down_at_restart_is_retried_until_it_answers(
     operator = OperatorProcess(
         kube_cluster.kubeconfig,
         tmp_path_factory.mktemp("operator"),
+        PHOENIX_OPERATOR_NAMESPACES=namespace,
         PHOENIX_OPERATOR_RESYNC_SECONDS="3600",
         PHOENIX_OPERATOR_QDRANT_RETRY_SECONDS="3",  # retries after 0.5, 1, 2, 4, ... s
     )
