@@ -28,14 +28,13 @@ import sys
 import threading
 from pathlib import Path
 
+from scripts.localenv import ADDRESS_VARS, base_environment
 from scripts.localstack import (
-    ADDRESS_VARS,
     REPO,
     LocalStack,
     Ports,
     StackConfig,
     StackError,
-    base_environment,
     tail,
 )
 

@@ -14,13 +14,8 @@ from pathlib import Path
 import pytest
 
 from scripts import localstack
-from scripts.localstack import (
-    ADDRESS_VARS,
-    Ports,
-    StackConfig,
-    base_environment,
-    component_environments,
-)
+from scripts.localenv import ADDRESS_VARS, base_environment, component_environments
+from scripts.localstack import Ports, StackConfig
 
 PORTS = Ports(memory=41001, tools=41002, orchestrator=41003, telemetry=41004, gateway=41005)
 USER_ADDRESSES = {
