@@ -28,8 +28,12 @@ COMPONENTS = ("gateway", "orchestrator", "memory", "tools")
 class OperatorProcess:
     """One phoenix-operator process: start, SIGKILL, restart, read its metrics."""
 
-    def __init__(self, kubeconfig: str, workdir: Path, **env: str) -> None:
+    def __init__(
+        self, kubeconfig: str, workdir: Path, *, namespace: str | None = None, **env: str
+    ) -> None:
+        """``namespace``: serve only it (``--namespace``), else every one (``--all-namespaces``)."""
         self.kubeconfig = kubeconfig
+        self.scope = ["--namespace", namespace] if namespace else ["--all-namespaces"]
         self.workdir = workdir
         self.qdrant_path = workdir / "qdrant"
         self.metrics_port = free_port()
@@ -50,7 +54,7 @@ class OperatorProcess:
         }
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [str(OPERATOR), "--all-namespaces"],
+                [str(OPERATOR), *self.scope],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -163,8 +167,10 @@ def seed_local_collections(path: Path, names: list[str], dim: int = 384) -> None
 
 
 @contextlib.contextmanager
-def running_operator(kube: KubeCluster, workdir: Path, **env: str) -> Iterator[OperatorProcess]:
-    operator = OperatorProcess(kube.kubeconfig, workdir, **env)
+def running_operator(
+    kube: KubeCluster, workdir: Path, *, namespace: str | None = None, **env: str
+) -> Iterator[OperatorProcess]:
+    operator = OperatorProcess(kube.kubeconfig, workdir, namespace=namespace, **env)
     operator.start()
     try:
         yield operator

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -43,7 +43,7 @@ def operator(
     process = OperatorProcess(
         kube_cluster.kubeconfig,
         tmp_path_factory.mktemp("operator"),
-        PHOENIX_OPERATOR_NAMESPACES=namespace,
+        namespace=namespace,
         PHOENIX_OPERATOR_RESYNC_SECONDS=str(RESYNC_SECONDS),
     )
     try:
@@ -208,7 +208,7 @@ def test_a_twin_whose_qdrant_is_down_at_restart_is_retried_until_it_answers(
     operator = OperatorProcess(
         kube_cluster.kubeconfig,
         tmp_path_factory.mktemp("operator"),
-        PHOENIX_OPERATOR_NAMESPACES=namespace,
+        namespace=namespace,
         PHOENIX_OPERATOR_RESYNC_SECONDS="3600",
         PHOENIX_OPERATOR_QDRANT_RETRY_SECONDS="3",  # retries after 0.5, 1, 2, 4, ... s
     )
@@ -222,16 +222,37 @@ def qdrant_down_at_restart(
     kube: KubeCluster, namespace: str, operator: OperatorProcess, *, timeout: float
 ) -> None:
     """A Ready twin on a real Qdrant; the operator killed, Qdrant stopped, the operator
-    started: Degraded, retried with growing delays, Ready again once Qdrant answers."""
+    started: Degraded, retried with growing delays, Ready again once Qdrant answers.
+
+    A twin in another namespace is there all along, as other tests' twins may be: the
+    operator serves only ``namespace``, so the exact counts below are ivy's alone."""
     port = free_port()
     spec = {"memory": {"qdrant": {"url": f"http://127.0.0.1:{port}"}}}
     ready = ready_at_generation(kube, namespace, "ivy")
-    with qdrant_endpoint(grpc_port=port):
-        operator.start()
-        kube.apply(twin("ivy", namespace, spec))
-        wait_for(ready, what="ivy Ready", timeout=timeout)
-        operator.kill()
-    operator.start()  # Qdrant is gone now
+    elsewhere = f"{namespace}-elsewhere"
+    kube.kubectl("create", "namespace", elsewhere)
+    try:
+        kube.apply(twin("decoy", elsewhere))
+        with qdrant_endpoint(grpc_port=port):
+            operator.start()
+            kube.apply(twin("ivy", namespace, spec))
+            wait_for(ready, what="ivy Ready", timeout=timeout)
+            operator.kill()
+        operator.start()  # Qdrant is gone now
+        _recovers_through_retries(kube, namespace, operator, port, ready, timeout=timeout)
+    finally:
+        kube.kubectl("delete", "namespace", elsewhere, "--wait=false", check=False)
+
+
+def _recovers_through_retries(
+    kube: KubeCluster,
+    namespace: str,
+    operator: OperatorProcess,
+    port: int,
+    ready: Callable[[], bool],
+    *,
+    timeout: float,
+) -> None:
     wait_for(
         lambda: degraded_reason(kube, namespace, "ivy") == "QdrantUnreachable",
         what="Degraded=QdrantUnreachable after the restart",

@@ -46,7 +46,7 @@ def test_restarts_under_load_write_only_what_changed_while_down(
     with running_operator(
         kube_cluster,
         tmp_path_factory.mktemp("operator"),
-        PHOENIX_OPERATOR_NAMESPACES=namespace,  # it counts writes: test_operator_restart's note
+        namespace=namespace,  # it counts writes: test_operator_restart's note
         PHOENIX_OPERATOR_RESYNC_SECONDS=str(RESYNC_SECONDS),
     ) as operator:
         _restart_under_load(kube_cluster, namespace, operator)
@@ -60,7 +60,7 @@ def test_a_twin_whose_qdrant_is_down_at_restart_is_retried_under_load(
     operator = OperatorProcess(
         kube_cluster.kubeconfig,
         tmp_path_factory.mktemp("operator"),
-        PHOENIX_OPERATOR_NAMESPACES=namespace,  # it counts resumes: test_operator_restart's note
+        namespace=namespace,  # it counts resumes: test_operator_restart's note
         PHOENIX_OPERATOR_RESYNC_SECONDS="3600",
         PHOENIX_OPERATOR_QDRANT_RETRY_SECONDS="3",
     )
