@@ -56,11 +56,15 @@ def stack_addresses(config: StackConfig, base: Mapping[str, str]) -> dict[str, s
     return own
 
 
-def sandboxed(base: Mapping[str, str]) -> bool:
-    """Tools run in bubblewrap when ``bwrap`` is on PATH, unless the user turned it off
-    (``TOOLS_USE_BWRAP=false`` in ``.env`` or the environment: the cwd-only fallback)."""
-    wanted = base.get("TOOLS_USE_BWRAP", "true").strip().lower() not in FALSE_WORDS
-    return wanted and shutil.which("bwrap") is not None
+def unsandboxed_because(base: Mapping[str, str]) -> tuple[str, str] | None:
+    """Why tools run without bubblewrap (the cwd-only fallback) and what would turn it on, or
+    None: bubblewrap when ``bwrap`` is on PATH, unless the user turned it off
+    (``TOOLS_USE_BWRAP=false`` in ``.env`` or the environment)."""
+    if shutil.which("bwrap") is None:
+        return "bubblewrap (bwrap) is not on PATH", "Install it (apt-get install bubblewrap)"
+    if base.get("TOOLS_USE_BWRAP", "true").strip().lower() in FALSE_WORDS:
+        return "TOOLS_USE_BWRAP is off", "Unset TOOLS_USE_BWRAP"
+    return None
 
 
 def component_environments(
@@ -69,7 +73,7 @@ def component_environments(
     """Each component's environment; state paths and ports are always the stack's own."""
     ports, state = config.ports, config.state_dir.resolve()
     addr = stack_addresses(config, base)
-    bwrap = sandboxed(base)
+    bwrap = unsandboxed_because(base) is None
     provider = base.get("LLM_PROVIDER") or (
         "openrouter" if base.get("OPENROUTER_API_KEY") else "mock"
     )

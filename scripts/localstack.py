@@ -48,7 +48,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from scripts.localenv import base_environment, component_environments
+from scripts.localenv import base_environment, component_environments, unsandboxed_because
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_TWIN = "twin-sentinel"  # the original's tool policy lets this twin run command_exec
@@ -256,13 +256,9 @@ class LocalStack:
         self.api_key = ensure_api_key(config)
         base = base_environment(config)
         self._envs = component_environments(config, base)
-        if self._envs["tools"]["TOOLS_USE_BWRAP"] != "true":
+        if (unsandboxed := unsandboxed_because(base)) is not None:
             banner = "!" * 78
-            why, fix = (
-                ("bubblewrap (bwrap) is not on PATH", "Install it (apt-get install bubblewrap)")
-                if shutil.which("bwrap") is None
-                else ("TOOLS_USE_BWRAP is off", "Unset TOOLS_USE_BWRAP")
-            )
+            why, fix = unsandboxed
             config.output(
                 f"{banner}\nWARNING: {why}: tools run UNSANDBOXED\n"
                 "(TOOLS_ALLOW_UNSANDBOXED=true), with only a private working directory.\n"
